@@ -1,0 +1,48 @@
+"""The ``osmo`` command: a thin shell over the spec library and the typed client."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from .errors import CliError
+from .workflow import workflow
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="WARNING", help="Log level for the client.", show_default=True)
+@click.version_option(__version__, "--client-version", prog_name="osmo")
+def cli(log_level: str) -> None:
+    """OSMO: write a workflow once in YAML, run it on any compute and storage you bring."""
+    import logging
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(workflow)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except CliError as exc:
+        if exc.message:
+            click.echo(exc.message, err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # last resort: never show a traceback to a user
+        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)

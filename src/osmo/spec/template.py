@@ -1,0 +1,368 @@
+"""Rendering of workflow templates: sandboxed Jinja on the text, before YAML parsing.
+
+The file is rendered as text so that ``name: {{x}}`` and loops that generate tasks work. Special
+tokens (``{{output}}``, ``{{input:0}}``, ``{{host:server}}``, ...) are protected from Jinja and
+come out unchanged, to be substituted per task at run time. The ``default-values`` section is
+read as plain YAML (it supplies the variables) and blanked out of the text before rendering, so
+line numbers of the rendered text match the file wherever no block tag adds or removes lines.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import jinja2.sandbox
+import yaml
+
+from .errors import SpecError, SpecIssue
+
+TOKEN_RE = re.compile(r"\{\{\s*(workflow_id|output|uuid|input:[^{}\s]+|host:[^{}\s]+)\s*\}\}")
+_PLACEHOLDER = "\x1eosmotok{}\x1e"
+_PLACEHOLDER_RE = re.compile("\x1eosmotok(\\d+)\x1e")
+_SECTION_RE = re.compile(r"""^(?:"([^"]*)"|'([^']*)'|([A-Za-z_][\w.-]*))\s*:(?:\s|$)""")
+TOP_LEVEL_KEYS = ("version", "workflow", "default-values")
+TEMPLATE_NAME = "<workflow>"
+
+MAX_RENDER_SECONDS = 2.0
+MAX_OUTPUT_CHARS = 20_000_000
+
+
+class RenderTimeout(Exception):
+    pass
+
+
+@dataclass
+class Sections:
+    """Line spans (0-based, end exclusive) of the top-level keys found in the text."""
+
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    duplicates: list[tuple[str, int]] = field(default_factory=list)
+
+
+def find_sections(lines: list[str]) -> Sections:
+    sections = Sections()
+    current: str | None = None
+    start = 0
+    for i, line in enumerate(lines):
+        if not line or line[0] in " \t#{-.\r" or line.startswith("..."):
+            continue
+        m = _SECTION_RE.match(line)
+        if not m:
+            continue
+        key = next(g for g in m.groups() if g is not None)
+        if current is not None:
+            sections.spans[current] = (start, i)
+        if key in sections.spans or key == current:
+            sections.duplicates.append((key, i))
+        current, start = key, i
+    if current is not None and current not in sections.spans:
+        sections.spans[current] = (start, len(lines))
+    return sections
+
+
+def parse_set_values(items: list[str], *, as_string: bool, flag: str) -> dict[str, Any]:
+    """``--set k=v`` (int, then float, else string) or ``--set-string k=v`` (always string)."""
+    values: dict[str, Any] = {}
+    issues = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            issues.append(SpecIssue(f"{flag} expects KEY=VALUE, got {item!r}"))
+            continue
+        values[key] = raw if as_string else _cast(raw)
+    if issues:
+        raise SpecError(issues)
+    return values
+
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+
+
+def _cast(raw: str) -> Any:
+    text = raw.strip()
+    if _INT_RE.match(text):
+        return int(text)
+    if _FLOAT_RE.match(text):
+        return float(text)
+    return raw
+
+
+class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
+    """Jinja's sandbox plus caps on operators that can blow up memory in one step."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int):
+                    if len(seq) * n > MAX_OUTPUT_CHARS:
+                        raise jinja2.sandbox.SecurityError("repetition result is too large")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 1000:
+            raise jinja2.sandbox.SecurityError("exponent is too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _Sandbox(
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Bound rendering time with a timer signal when we own the main thread.
+
+    Servers render in worker processes (see ``osmo.spec.sandbox``) whose main thread runs this,
+    so the bound holds there too; in other threads only the output-size bound applies.
+    """
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def _expire(signum: int, frame: types.FrameType | None) -> None:
+        raise RenderTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _template_line(exc: BaseException) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == TEMPLATE_NAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _locate_name(lines: list[str], name: str) -> tuple[int | None, int | None]:
+    pattern = re.compile(r"(?<![\w.])" + re.escape(name) + r"(?!\w)")
+    for i, line in enumerate(lines):
+        for m in re.finditer(r"\{\{.*?\}\}|\{%.*?%\}", line):
+            hit = pattern.search(line, m.start(), m.end())
+            if hit:
+                return i + 1, hit.start() + 1
+    return None, None
+
+
+@dataclass
+class Rendered:
+    text: str  # the rendered file (default-values blanked out), tokens intact
+    default_values: dict[str, Any]
+    variables: dict[str, Any]
+    line_map: LineMap
+    used_jinja: bool
+
+
+class LineMap:
+    """Maps a line of the rendered text back to the line of the file it came from.
+
+    Exact when rendering kept the line structure; otherwise each rendered line is matched to
+    the template line whose literal text (expressions as wildcards) it fits, scanning forward
+    and wrapping to earlier lines for loop bodies.
+    """
+
+    def __init__(self, template_lines: list[str], rendered_lines: list[str], exact: bool):
+        self._map: list[int] | None = None
+        if exact:
+            return
+        patterns: list[tuple[int, re.Pattern[str]]] = []
+        for i, line in enumerate(template_lines):
+            stripped = line.strip()
+            if not stripped or re.fullmatch(r"(\{%.*?%\}|\{#.*?#\}|\s)*", stripped):
+                continue
+            parts = re.split(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", line)
+            regex = ".*".join(re.escape(p) for p in parts)
+            patterns.append((i + 1, re.compile(regex + r"\s*$")))
+        mapping: list[int] = []
+        pos = 0
+        last = 1
+        for line in rendered_lines:
+            found = None
+            n = len(patterns)
+            for step in range(n):
+                idx = (pos + step) % n
+                if patterns[idx][1].match(line):
+                    found = idx
+                    break
+            if found is None:
+                mapping.append(last)
+                continue
+            last = patterns[found][0]
+            mapping.append(last)
+            pos = found + 1
+        self._map = mapping
+
+    def original(self, rendered_line: int) -> int:
+        if self._map is None or not 1 <= rendered_line <= len(self._map):
+            return rendered_line
+        return self._map[rendered_line - 1]
+
+
+def render(
+    text: str,
+    set_values: dict[str, Any] | None = None,
+    set_string_values: dict[str, Any] | None = None,
+    *,
+    max_seconds: float = MAX_RENDER_SECONDS,
+) -> Rendered:
+    """Render a workflow file. Raises ``SpecError`` with located issues."""
+    lines = text.splitlines()
+    sections = find_sections(lines)
+    issues: list[SpecIssue] = []
+    for key, line_no in sections.duplicates:
+        issues.append(
+            SpecIssue(f"top-level key {key!r} appears more than once", line_no + 1, 1, key=key)
+        )
+
+    default_values: dict[str, Any] = {}
+    body_lines = list(lines)
+    span = sections.spans.get("default-values")
+    if span is not None:
+        start, end = span
+        section_text = "\n" * start + "\n".join(lines[start:end])
+        try:
+            loaded = yaml.load(section_text, Loader=_SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            issues.append(
+                SpecIssue(
+                    f"YAML syntax error in default-values: {getattr(exc, 'problem', exc)}",
+                    mark.line + 1 if mark else start + 1,
+                    mark.column + 1 if mark else 1,
+                    key="default-values",
+                )
+            )
+            loaded = None
+        if isinstance(loaded, dict):
+            values = loaded.get("default-values")
+            if values is None:
+                values = {}
+            if not isinstance(values, dict):
+                issues.append(
+                    SpecIssue(
+                        "default-values must be a mapping of variable names to values",
+                        start + 1,
+                        1,
+                        key="default-values",
+                    )
+                )
+            else:
+                default_values = {str(k): v for k, v in values.items()}
+        for i in range(start, end):
+            body_lines[i] = ""
+    if issues:
+        raise SpecError(issues)
+
+    variables = {**default_values, **(set_values or {}), **(set_string_values or {})}
+    body = "\n".join(body_lines)
+    if text.endswith("\n"):
+        body += "\n"
+
+    tokens: list[str] = []
+
+    def _protect(m: re.Match[str]) -> str:
+        tokens.append("{{" + m.group(1) + "}}")
+        return _PLACEHOLDER.format(len(tokens) - 1)
+
+    protected = TOKEN_RE.sub(_protect, body)
+    used_jinja = any(s in protected for s in ("{{", "{%", "{#"))
+    if not used_jinja:
+        rendered = body
+        return Rendered(rendered, default_values, variables, LineMap([], [], True), False)
+
+    try:
+        ast = _ENV.parse(protected)
+    except jinja2.TemplateSyntaxError as exc:
+        raise SpecError(
+            [SpecIssue(f"template syntax error: {exc.message}", exc.lineno, 1, key="template")]
+        ) from None
+
+    # Report every undefined variable at once, not only the first one the renderer hits.
+    undeclared = sorted(
+        jinja2.meta.find_undeclared_variables(ast) - set(variables) - set(_ENV.globals)
+    )
+    if undeclared:
+        for name in undeclared:
+            line, col = _locate_name(lines, name)
+            issues.append(
+                SpecIssue(
+                    f"undefined template variable {name!r}: set it in default-values or "
+                    f"with --set {name}=VALUE",
+                    line,
+                    col,
+                    key="template",
+                )
+            )
+        raise SpecError(issues)
+    code = _ENV.compile(ast, filename=TEMPLATE_NAME)
+    template = jinja2.Template.from_code(_ENV, code, _ENV.make_globals(None), None)
+
+    out: list[str] = []
+    size = 0
+    started = time.monotonic()
+    try:
+        with _time_limit(max_seconds):
+            for chunk in template.generate(**variables):
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    raise SpecError(
+                        [SpecIssue(f"rendered spec exceeds {MAX_OUTPUT_CHARS} characters", key="template")]
+                    )
+                if time.monotonic() - started > max_seconds > 0:
+                    raise RenderTimeout()
+                out.append(chunk)
+    except RenderTimeout:
+        raise SpecError(
+            [SpecIssue(f"template rendering took longer than {max_seconds:g}s", key="template")]
+        ) from None
+    except jinja2.UndefinedError as exc:
+        line = _template_line(exc)
+        raise SpecError(
+            [SpecIssue(f"undefined template value: {exc.message}", line, 1 if line else None, key="template")]
+        ) from None
+    except jinja2.sandbox.SecurityError as exc:
+        line = _template_line(exc)
+        raise SpecError(
+            [SpecIssue(f"unsafe template construct: {exc}", line, 1 if line else None, key="template")]
+        ) from None
+    except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as exc:
+        line = _template_line(exc)
+        raise SpecError(
+            [SpecIssue(f"template error: {exc}", line, 1 if line else None, key="template")]
+        ) from None
+
+    rendered = "".join(out)
+    rendered = _PLACEHOLDER_RE.sub(lambda m: tokens[int(m.group(1))], rendered)
+    rendered_lines = rendered.splitlines()
+    has_blocks = "{%" in protected
+    exact = not has_blocks and len(rendered_lines) == len(body.splitlines())
+    return Rendered(
+        rendered, default_values, variables, LineMap(body_lines, rendered_lines, exact), True
+    )
+
+
+try:
+    _SafeLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - libyaml missing
+    _SafeLoader = yaml.SafeLoader
