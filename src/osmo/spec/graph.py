@@ -14,7 +14,8 @@ def order_groups(
     """Fill each group's ``upstream`` and return (problems, groups in topological order).
 
     Inputs may name tasks declared later in the file. Ties keep declaration order, so a file
-    written upstream-first comes out unchanged. Problems are (message, task name, the input it is about).
+    written upstream-first comes out unchanged. Problems are (message, task name, the input it
+    is about).
     """
     problems: list[tuple[str, str | None, str | None]] = []
     group_of: dict[str, int] = {}
@@ -32,7 +33,11 @@ def order_groups(
                     hint = difflib.get_close_matches(dep, list(group_of), n=1)
                     more = f"; did you mean {hint[0]!r}?" if hint else ""
                     problems.append(
-                        (f"task {t.name!r} has an input from unknown task {dep!r}{more}", t.name, dep)
+                        (
+                            f"task {t.name!r} has an input from unknown task {dep!r}{more}",
+                            t.name,
+                            dep,
+                        )
                     )
                     continue
                 dgi = group_of[dep]
@@ -92,6 +97,6 @@ def _find_cycle(nodes: set[int], upstream: list[set[int]]) -> list[int]:
         index[node] = len(path)
         path.append(node)
         node = min(u for u in upstream[node] if u in nodes)
-    cycle = path[index[node] :] + [node]
+    cycle = [*path[index[node] :], node]
     cycle.reverse()  # report in data-flow direction: upstream -> downstream
     return cycle

@@ -30,19 +30,39 @@ def inline_localpaths(spec: WorkflowSpec, base_dir: Path, source_text: str = "")
                 continue
             path = (base_dir / f.localpath).expanduser()
             line, col = _locate(source_text, f.localpath)
-            where = dict(line=line, column=col, key="files.localpath", task=task.name)
+
+            where = (line, col, "files.localpath", task.name)
+
             if not path.exists():
-                issues.append(SpecIssue(f"task {task.name!r}: localpath {f.localpath!r} does not exist (looked in {path})", **where))  # type: ignore[arg-type]
+                issues.append(
+                    SpecIssue(
+                        f"task {task.name!r}: localpath {f.localpath!r} does not exist "
+                        f"(looked in {path})",
+                        *where,
+                    )
+                )
                 continue
             if not path.is_file():
-                issues.append(SpecIssue(f"task {task.name!r}: localpath {f.localpath!r} is not a file", **where))  # type: ignore[arg-type]
+                issues.append(
+                    SpecIssue(
+                        f"task {task.name!r}: localpath {f.localpath!r} is not a file", *where
+                    )
+                )
                 continue
             data = path.read_bytes()
             if len(data) > MAX_LOCAL_FILE_BYTES:
-                issues.append(SpecIssue(f"task {task.name!r}: localpath {f.localpath!r} is {len(data)} bytes; at most {MAX_LOCAL_FILE_BYTES} can be injected", **where))  # type: ignore[arg-type]
+                issues.append(
+                    SpecIssue(
+                        f"task {task.name!r}: localpath {f.localpath!r} is {len(data)} bytes; "
+                        f"at most {MAX_LOCAL_FILE_BYTES} can be injected",
+                        *where,
+                    )
+                )
                 continue
             try:
-                f.contents = data.decode("utf-8") if not f.base64 else base64.b64encode(data).decode()
+                f.contents = (
+                    data.decode("utf-8") if not f.base64 else base64.b64encode(data).decode()
+                )
             except UnicodeDecodeError:
                 f.contents = base64.b64encode(data).decode()
                 f.base64 = True

@@ -38,7 +38,7 @@ from .model import (
     WorkflowSpec,
 )
 from .template import TOKEN_RE, LineMap, Rendered, render
-from .yamlnodes import compose, is_null, kind_name, mapping_items, scalar_value, to_python
+from .yamlnodes import compose, is_null, kind_name, mapping_items, scalar_value
 
 NAME_RE = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$")
 MAX_WORKFLOW_NAME = 64
@@ -76,7 +76,9 @@ class _Checker:
         self.warnings: list[str] = []
         self.line_map = line_map
 
-    def error(self, node: Node | None, message: str, key: str | None, task: str | None = None) -> None:
+    def error(
+        self, node: Node | None, message: str, key: str | None, task: str | None = None
+    ) -> None:
         if node is None:
             self.issues.append(SpecIssue(message, None, None, key, task))
             return
@@ -110,14 +112,21 @@ class _Checker:
                 continue
             if name not in allowed:
                 hint = difflib.get_close_matches(name, allowed, n=1)
-                more = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(allowed)}"
+                more = (
+                    f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(allowed)}"
+                )
                 self.error(k_node, f"unknown key {name!r} in {what}{more}", f"{key}.{name}", task)
                 continue
             out[name] = (k_node, v_node)
         return out
 
     def require(
-        self, fields: dict[str, tuple[Node, Node]], node: Node, name: str, key: str, what: str,
+        self,
+        fields: dict[str, tuple[Node, Node]],
+        node: Node,
+        name: str,
+        key: str,
+        what: str,
         task: str | None = None,
     ) -> Node | None:
         if name not in fields:
@@ -167,7 +176,9 @@ class _Checker:
         self.error(node, f"{what} must be a whole number, got {kind_name(node)}", key, task)
         return None
 
-    def sequence(self, node: Node, key: str, what: str, task: str | None = None) -> list[Node] | None:
+    def sequence(
+        self, node: Node, key: str, what: str, task: str | None = None
+    ) -> list[Node] | None:
         if isinstance(node, SequenceNode):
             return list(node.value)
         if is_null(node):
@@ -175,7 +186,9 @@ class _Checker:
         self.error(node, f"{what} must be a list, got {kind_name(node)}", key, task)
         return None
 
-    def string_list(self, node: Node, key: str, what: str, task: str | None = None) -> list[str] | None:
+    def string_list(
+        self, node: Node, key: str, what: str, task: str | None = None
+    ) -> list[str] | None:
         items = self.sequence(node, key, what, task)
         if items is None:
             return None
@@ -186,7 +199,9 @@ class _Checker:
                 out.append(value)
         return out
 
-    def string_map(self, node: Node, key: str, what: str, task: str | None = None) -> dict[str, str] | None:
+    def string_map(
+        self, node: Node, key: str, what: str, task: str | None = None
+    ) -> dict[str, str] | None:
         if is_null(node):
             return {}
         if not isinstance(node, MappingNode):
@@ -206,7 +221,12 @@ class _Checker:
         return out
 
     def parsed(
-        self, node: Node, key: str, parse: Callable[[object], T], task: str | None = None, what: str = ""
+        self,
+        node: Node,
+        key: str,
+        parse: Callable[[object], T],
+        task: str | None = None,
+        what: str = "",
     ) -> T | None:
         value: object = scalar_value(node) if isinstance(node, ScalarNode) else None
         if not isinstance(node, ScalarNode) or value is None:
@@ -224,9 +244,25 @@ class _Checker:
 WORKFLOW_KEYS = ("name", "tasks", "groups", "resources", "timeout", "labels", "pool")
 WORKFLOW_INTERNAL = ("backend",)
 TASK_KEYS = (
-    "name", "image", "command", "args", "lead", "environment", "files", "inputs", "outputs",
-    "credentials", "resource", "volumeMounts", "exitActions", "checkpoint", "privileged",
-    "hostNetwork", "kpis", "downloadType", "cacheSize",
+    "name",
+    "image",
+    "command",
+    "args",
+    "lead",
+    "environment",
+    "files",
+    "inputs",
+    "outputs",
+    "credentials",
+    "resource",
+    "volumeMounts",
+    "exitActions",
+    "checkpoint",
+    "privileged",
+    "hostNetwork",
+    "kpis",
+    "downloadType",
+    "cacheSize",
 )
 TASK_INTERNAL = ("resources", "backend")
 GROUP_KEYS = ("name", "tasks", "barrier", "ignoreNonleadStatus")
@@ -246,7 +282,13 @@ class _SpecParser(_Checker):
             v_node = fields["version"][1]
             v = scalar_value(v_node) if isinstance(v_node, ScalarNode) else None
             if str(v).strip() != "2":
-                self.error(v_node, f"unsupported spec version {v_node.value if isinstance(v_node, ScalarNode) else v!r}; only version 2 is supported", "version")
+                self.error(
+                    v_node,
+                    f"unsupported spec version "
+                    f"{v_node.value if isinstance(v_node, ScalarNode) else v!r}; "
+                    "only version 2 is supported",
+                    "version",
+                )
         wf_node = self.require(fields, root, "workflow", "", "the file")
         if wf_node is None:
             return None
@@ -260,9 +302,19 @@ class _SpecParser(_Checker):
             name = self.string(name_node, "workflow.name", "workflow name")
             if name is not None:
                 if not NAME_RE.match(name):
-                    self.error(name_node, f"invalid workflow name {name!r}: use letters, digits, '-' and '_', starting with a letter and ending with a letter or digit", "workflow.name")
+                    self.error(
+                        name_node,
+                        f"invalid workflow name {name!r}: use letters, digits, '-' and "
+                        "'_', starting with a letter and ending with a letter or digit",
+                        "workflow.name",
+                    )
                 elif len(name) > MAX_WORKFLOW_NAME:
-                    self.error(name_node, f"workflow name is {len(name)} characters; at most {MAX_WORKFLOW_NAME} are allowed", "workflow.name")
+                    self.error(
+                        name_node,
+                        f"workflow name is {len(name)} characters; at most {MAX_WORKFLOW_NAME} "
+                        "are allowed",
+                        "workflow.name",
+                    )
 
         resources = self.resources(wf.get("resources"))
         timeout = self.timeout(wf.get("timeout"))
@@ -274,7 +326,11 @@ class _SpecParser(_Checker):
         groups: list[GroupSpec] = []
         declared_as = "tasks"
         if "tasks" in wf and "groups" in wf:
-            self.error(wf["groups"][0], "workflow has both 'tasks' and 'groups'; use one of them", "workflow.groups")
+            self.error(
+                wf["groups"][0],
+                "workflow has both 'tasks' and 'groups'; use one of them",
+                "workflow.groups",
+            )
         elif "tasks" in wf:
             items = self.sequence(wf["tasks"][1], "workflow.tasks", "workflow tasks")
             if items is not None and not items:
@@ -308,7 +364,7 @@ class _SpecParser(_Checker):
             version=version,
             name=name,
             groups=ordered,
-            declared_as=declared_as,  # type: ignore[arg-type]
+            declared_as=declared_as,
             resources=resources or {},
             timeout=timeout or TimeoutSpec(),
             labels=labels or {},
@@ -325,7 +381,12 @@ class _SpecParser(_Checker):
         if is_null(node):
             return {"default": ResourceSpec()}
         if not isinstance(node, MappingNode):
-            self.error(node, f"workflow resources must be a mapping of names to resource specs, got {kind_name(node)}", "workflow.resources")
+            self.error(
+                node,
+                "workflow resources must be a mapping of names to resource specs, got "
+                f"{kind_name(node)}",
+                "workflow.resources",
+            )
             return None
         out: dict[str, ResourceSpec] = {}
         for k_node, v_node in mapping_items(node):
@@ -351,7 +412,11 @@ class _SpecParser(_Checker):
             v_node = fields["cpu"][1]
             raw = scalar_value(v_node) if isinstance(v_node, ScalarNode) else None
             if isinstance(raw, float):
-                self.error(v_node, f"{what} cpu must be a whole number of cores, got {v_node.value}", f"{key}.cpu")
+                self.error(
+                    v_node,
+                    f"{what} cpu must be a whole number of cores, got {v_node.value}",
+                    f"{key}.cpu",
+                )
                 ok = False
             else:
                 spec.cpu = self.integer(v_node, f"{key}.cpu", f"{what} cpu")
@@ -362,52 +427,82 @@ class _SpecParser(_Checker):
         for fname in ("memory", "storage"):
             if fname in fields:
                 v_node = fields[fname][1]
-                size = self.parsed(v_node, f"{key}.{fname}", units.parse_size, what=f"{what} {fname}")
+                size = self.parsed(
+                    v_node, f"{key}.{fname}", units.parse_size, what=f"{what} {fname}"
+                )
                 if size is None:
                     ok = False
                     continue
                 setattr(spec, fname, str(v_node.value))
                 setattr(spec, f"{fname}_bytes", size)
         if "platform" in fields:
-            spec.platform = self.string(fields["platform"][1], f"{key}.platform", f"{what} platform")
+            spec.platform = self.string(
+                fields["platform"][1], f"{key}.platform", f"{what} platform"
+            )
         if "nodesExcluded" in fields:
-            nodes = self.string_list(fields["nodesExcluded"][1], f"{key}.nodesExcluded", f"{what} nodesExcluded")
+            nodes = self.string_list(
+                fields["nodesExcluded"][1], f"{key}.nodesExcluded", f"{what} nodesExcluded"
+            )
             spec.nodes_excluded = nodes or []
         if "topology" in fields:
             items = self.sequence(fields["topology"][1], f"{key}.topology", f"{what} topology")
             for i, t_node in enumerate(items or []):
                 tkey = f"{key}.topology[{i}]"
-                tf = self.mapping(t_node, tkey, ("key", "group", "requirementType"), "a topology requirement")
+                tf = self.mapping(
+                    t_node, tkey, ("key", "group", "requirementType"), "a topology requirement"
+                )
                 if tf is None:
                     continue
                 k_node = self.require(tf, t_node, "key", tkey, "a topology requirement")
                 tkey_value = self.string(k_node, f"{tkey}.key", "topology key") if k_node else None
                 group = "default"
                 if "group" in tf:
-                    group = self.string(tf["group"][1], f"{tkey}.group", "topology group") or "default"
+                    group = (
+                        self.string(tf["group"][1], f"{tkey}.group", "topology group") or "default"
+                    )
                 req = "required"
                 if "requirementType" in tf:
                     req_node = tf["requirementType"][1]
-                    req_value = self.string(req_node, f"{tkey}.requirementType", "topology requirementType")
+                    req_value = self.string(
+                        req_node, f"{tkey}.requirementType", "topology requirementType"
+                    )
                     if req_value not in ("required", "preferred"):
-                        self.error(req_node, f"topology requirementType must be 'required' or 'preferred', got {req_value!r}", f"{tkey}.requirementType")
+                        self.error(
+                            req_node,
+                            "topology requirementType must be 'required' or 'preferred', "
+                            f"got {req_value!r}",
+                            f"{tkey}.requirementType",
+                        )
                     else:
                         req = req_value
                 if tkey_value:
-                    spec.topology.append(TopologySpec(key=tkey_value, group=group, requirement_type=req))  # type: ignore[arg-type]
+                    spec.topology.append(
+                        TopologySpec(key=tkey_value, group=group, requirement_type=req)
+                    )
         return spec if ok else None
 
     def timeout(self, item: tuple[Node, Node] | None) -> TimeoutSpec | None:
         if item is None or is_null(item[1]):
             return TimeoutSpec()
         node = item[1]
-        fields = self.mapping(node, "workflow.timeout", ("exec_timeout", "queue_timeout"), "workflow timeout")
+        fields = self.mapping(
+            node, "workflow.timeout", ("exec_timeout", "queue_timeout"), "workflow timeout"
+        )
         if fields is None:
             return None
         spec = TimeoutSpec()
         for fname in ("exec_timeout", "queue_timeout"):
             if fname in fields and not is_null(fields[fname][1]):
-                setattr(spec, fname, self.parsed(fields[fname][1], f"workflow.timeout.{fname}", units.parse_duration, what=fname))
+                setattr(
+                    spec,
+                    fname,
+                    self.parsed(
+                        fields[fname][1],
+                        f"workflow.timeout.{fname}",
+                        units.parse_duration,
+                        what=fname,
+                    ),
+                )
         return spec
 
     def labels(self, item: tuple[Node, Node] | None) -> dict[str, str] | None:
@@ -418,19 +513,35 @@ class _SpecParser(_Checker):
         if labels is None:
             return None
         if len(labels) > MAX_LABELS:
-            self.error(node, f"workflow has {len(labels)} labels; at most {MAX_LABELS} are allowed", "workflow.labels")
+            self.error(
+                node,
+                f"workflow has {len(labels)} labels; at most {MAX_LABELS} are allowed",
+                "workflow.labels",
+            )
         if isinstance(node, MappingNode):
             for k_node, v_node in node.value:
                 k, v = str(k_node.value), str(v_node.value) if not is_null(v_node) else ""
                 if not LABEL_KEY_RE.match(k) or len(k.rsplit("/", 1)[-1]) > 63:
-                    self.error(k_node, f"invalid label key {k!r}: use a Kubernetes label key (letters, digits, '-', '_', '.', optional 'prefix/')", f"workflow.labels.{k}")
+                    self.error(
+                        k_node,
+                        f"invalid label key {k!r}: use a Kubernetes label key (letters, "
+                        "digits, '-', '_', '.', optional 'prefix/')",
+                        f"workflow.labels.{k}",
+                    )
                 if not v:
                     self.error(v_node, f"label {k!r} has an empty value", f"workflow.labels.{k}")
                 elif not LABEL_VALUE_RE.match(v) or len(v) > 63:
-                    self.error(v_node, f"invalid value {v!r} for label {k!r}: at most 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit", f"workflow.labels.{k}")
+                    self.error(
+                        v_node,
+                        f"invalid value {v!r} for label {k!r}: at most 63 letters, digits, "
+                        "'-', '_', '.', starting and ending with a letter or digit",
+                        f"workflow.labels.{k}",
+                    )
         return labels
 
-    def group(self, node: Node, key: str, resources: dict[str, ResourceSpec] | None) -> GroupSpec | None:
+    def group(
+        self, node: Node, key: str, resources: dict[str, ResourceSpec] | None
+    ) -> GroupSpec | None:
         peek = _peek_name(node)
         fields = self.mapping(node, key, GROUP_KEYS, f"group {peek!r}" if peek else "a group")
         if fields is None:
@@ -439,13 +550,27 @@ class _SpecParser(_Checker):
         name = self.string(name_node, f"{key}.name", "group name") if name_node else None
         what = f"group {name!r}" if name else "a group"
         if name is not None and not NAME_RE.match(name):
-            self.error(name_node, f"invalid group name {name!r}: use letters, digits, '-' and '_', starting with a letter and ending with a letter or digit", f"{key}.name")
+            self.error(
+                name_node,
+                f"invalid group name {name!r}: use letters, digits, '-' and '_', starting "
+                "with a letter and ending with a letter or digit",
+                f"{key}.name",
+            )
         barrier = True
         if "barrier" in fields:
-            barrier = self.boolean(fields["barrier"][1], f"{key}.barrier", f"{what} barrier") is not False
+            barrier = (
+                self.boolean(fields["barrier"][1], f"{key}.barrier", f"{what} barrier") is not False
+            )
         ignore = True
         if "ignoreNonleadStatus" in fields:
-            ignore = self.boolean(fields["ignoreNonleadStatus"][1], f"{key}.ignoreNonleadStatus", f"{what} ignoreNonleadStatus") is not False
+            ignore = (
+                self.boolean(
+                    fields["ignoreNonleadStatus"][1],
+                    f"{key}.ignoreNonleadStatus",
+                    f"{what} ignoreNonleadStatus",
+                )
+                is not False
+            )
         tasks_node = self.require(fields, node, "tasks", key, what)
         tasks: list[TaskSpec] = []
         if tasks_node is not None:
@@ -464,15 +589,26 @@ class _SpecParser(_Checker):
                 tasks[0].lead = True
             elif tasks and len(tasks) == len(items or []):
                 if not lead_nodes:
-                    self.error(tasks_node, f"{what} has {len(tasks)} tasks but none is marked 'lead: true'; exactly one must be", f"{key}.tasks")
+                    self.error(
+                        tasks_node,
+                        f"{what} has {len(tasks)} tasks but none is marked 'lead: true'; "
+                        "exactly one must be",
+                        f"{key}.tasks",
+                    )
                 elif len(lead_nodes) > 1:
                     leads = ", ".join(t.name for t in tasks if t.lead)
-                    self.error(lead_nodes[1], f"{what} has {len(lead_nodes)} lead tasks ({leads}); exactly one must be", f"{key}.tasks")
+                    self.error(
+                        lead_nodes[1],
+                        f"{what} has {len(lead_nodes)} lead tasks ({leads}); exactly one must be",
+                        f"{key}.tasks",
+                    )
         if name is None or not tasks:
             return None
         return GroupSpec(name=name, tasks=tasks, barrier=barrier, ignore_nonlead_status=ignore)
 
-    def task(self, node: Node, key: str, resources: dict[str, ResourceSpec] | None) -> TaskSpec | None:
+    def task(
+        self, node: Node, key: str, resources: dict[str, ResourceSpec] | None
+    ) -> TaskSpec | None:
         peek = _peek_name(node)
         fields = self.mapping(
             node, key, TASK_KEYS, f"task {peek!r}" if peek else "a task", peek, TASK_INTERNAL
@@ -486,7 +622,13 @@ class _SpecParser(_Checker):
         n_before = len(self.issues)
         if name is not None:
             if not NAME_RE.match(name):
-                self.error(name_node, f"invalid task name {name!r}: use letters, digits, '-' and '_', starting with a letter and ending with a letter or digit", f"{key}.name", t)
+                self.error(
+                    name_node,
+                    f"invalid task name {name!r}: use letters, digits, '-' and '_', starting "
+                    "with a letter and ending with a letter or digit",
+                    f"{key}.name",
+                    t,
+                )
             elif normalize_name(name) in RESERVED_TASK_NAMES:
                 self.error(name_node, f"task name {name!r} is reserved", f"{key}.name", t)
         # Tag issues raised before the name was known with the task name.
@@ -498,11 +640,18 @@ class _SpecParser(_Checker):
         command = None
         if command_node is not None:
             if isinstance(command_node, ScalarNode) and not is_null(command_node):
-                self.error(command_node, f"{what} command must be a list, e.g. [bash, -c]", f"{key}.command", t)
+                self.error(
+                    command_node,
+                    f"{what} command must be a list, e.g. [bash, -c]",
+                    f"{key}.command",
+                    t,
+                )
             else:
                 command = self.string_list(command_node, f"{key}.command", f"{what} command", t)
                 if command is not None and not command:
-                    self.error(command_node, f"{what} command must not be empty", f"{key}.command", t)
+                    self.error(
+                        command_node, f"{what} command must not be empty", f"{key}.command", t
+                    )
         args: list[str] = []
         if "args" in fields:
             args = self.string_list(fields["args"][1], f"{key}.args", f"{what} args", t) or []
@@ -511,60 +660,115 @@ class _SpecParser(_Checker):
             lead = bool(self.boolean(fields["lead"][1], f"{key}.lead", f"{what} lead", t))
         environment: dict[str, str] = {}
         if "environment" in fields:
-            environment = self.string_map(fields["environment"][1], f"{key}.environment", f"{what} environment", t) or {}
+            environment = (
+                self.string_map(
+                    fields["environment"][1], f"{key}.environment", f"{what} environment", t
+                )
+                or {}
+            )
         files = self.files(fields.get("files"), key, what, t)
         inputs = self.inputs(fields.get("inputs"), key, what, t)
         outputs = self.outputs(fields.get("outputs"), key, what, t)
         credentials = self.credentials(fields.get("credentials"), key, what, t)
         resource = "default"
         if "resource" in fields:
-            resource = self.string(fields["resource"][1], f"{key}.resource", f"{what} resource", t) or "default"
+            resource = (
+                self.string(fields["resource"][1], f"{key}.resource", f"{what} resource", t)
+                or "default"
+            )
         volume_mounts: list[str] = []
         if "volumeMounts" in fields:
-            volume_mounts = self.string_list(fields["volumeMounts"][1], f"{key}.volumeMounts", f"{what} volumeMounts", t) or []
+            volume_mounts = (
+                self.string_list(
+                    fields["volumeMounts"][1], f"{key}.volumeMounts", f"{what} volumeMounts", t
+                )
+                or []
+            )
             for i, mount in enumerate(volume_mounts):
                 src, _, dest = mount.partition(":")
                 if not src.startswith("/") or (dest and not dest.startswith("/")):
-                    self.error(fields["volumeMounts"][1], f"{what} volume mount {mount!r} must be an absolute path or 'src:dest' with absolute paths", f"{key}.volumeMounts[{i}]", t)
+                    self.error(
+                        fields["volumeMounts"][1],
+                        f"{what} volume mount {mount!r} must be an absolute path or 'src:dest' "
+                        "with absolute paths",
+                        f"{key}.volumeMounts[{i}]",
+                        t,
+                    )
         exit_actions = self.exit_actions(fields.get("exitActions"), key, what, t)
         checkpoint = self.checkpoints(fields.get("checkpoint"), key, what, t)
         privileged = False
         if "privileged" in fields:
-            privileged = bool(self.boolean(fields["privileged"][1], f"{key}.privileged", f"{what} privileged", t))
+            privileged = bool(
+                self.boolean(fields["privileged"][1], f"{key}.privileged", f"{what} privileged", t)
+            )
         host_network = False
         if "hostNetwork" in fields:
-            host_network = bool(self.boolean(fields["hostNetwork"][1], f"{key}.hostNetwork", f"{what} hostNetwork", t))
+            host_network = bool(
+                self.boolean(
+                    fields["hostNetwork"][1], f"{key}.hostNetwork", f"{what} hostNetwork", t
+                )
+            )
         kpis = self.kpis(fields.get("kpis"), key, what, t)
         download_type = None
         if "downloadType" in fields:
             dt_node = fields["downloadType"][1]
             download_type = self.string(dt_node, f"{key}.downloadType", f"{what} downloadType", t)
             if download_type is not None and download_type not in DOWNLOAD_TYPES:
-                self.error(dt_node, f"{what} downloadType {download_type!r} is not supported; use one of: {', '.join(DOWNLOAD_TYPES)}", f"{key}.downloadType", t)
+                self.error(
+                    dt_node,
+                    f"{what} downloadType {download_type!r} is not supported; use one "
+                    f"of: {', '.join(DOWNLOAD_TYPES)}",
+                    f"{key}.downloadType",
+                    t,
+                )
         cache_size = None
         if "cacheSize" in fields:
-            cache_size = self.parsed(fields["cacheSize"][1], f"{key}.cacheSize", units.parse_cache_size, t, f"{what} cacheSize")
+            cache_size = self.parsed(
+                fields["cacheSize"][1],
+                f"{key}.cacheSize",
+                units.parse_cache_size,
+                t,
+                f"{what} cacheSize",
+            )
 
         if name is not None:
             for i in range(n_before, len(self.issues)):
                 if self.issues[i].task is None:
                     issue = self.issues[i]
-                    self.issues[i] = SpecIssue(issue.message, issue.line, issue.column, issue.key, name)
+                    self.issues[i] = SpecIssue(
+                        issue.message, issue.line, issue.column, issue.key, name
+                    )
         if name is None or image is None or not command or len(self.issues) > n_before:
             return None
         res_spec = (resources or {}).get(resource, ResourceSpec())
         return TaskSpec(
-            name=name, image=image, command=command, args=args, lead=lead,
-            environment=environment, files=files, inputs=inputs, outputs=outputs,
-            credentials=credentials, resource=resource, resources=res_spec,
-            volume_mounts=volume_mounts, exit_actions=exit_actions, checkpoint=checkpoint,
-            privileged=privileged, host_network=host_network, kpis=kpis,
-            download_type=download_type, cache_size=cache_size,
+            name=name,
+            image=image,
+            command=command,
+            args=args,
+            lead=lead,
+            environment=environment,
+            files=files,
+            inputs=inputs,
+            outputs=outputs,
+            credentials=credentials,
+            resource=resource,
+            resources=res_spec,
+            volume_mounts=volume_mounts,
+            exit_actions=exit_actions,
+            checkpoint=checkpoint,
+            privileged=privileged,
+            host_network=host_network,
+            kpis=kpis,
+            download_type=download_type,
+            cache_size=cache_size,
         )
 
     # ---- task parts ---------------------------------------------------------------------------
 
-    def files(self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None) -> list[FileSpec]:
+    def files(
+        self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None
+    ) -> list[FileSpec]:
         if item is None:
             return []
         items = self.sequence(item[1], f"{key}.files", f"{what} files", t) or []
@@ -572,7 +776,9 @@ class _SpecParser(_Checker):
         seen: set[str] = set()
         for i, f_node in enumerate(items):
             fkey = f"{key}.files[{i}]"
-            ff = self.mapping(f_node, fkey, ("path", "contents", "localpath", "base64"), f"a file of {what}", t)
+            ff = self.mapping(
+                f_node, fkey, ("path", "contents", "localpath", "base64"), f"a file of {what}", t
+            )
             if ff is None:
                 continue
             p_node = self.require(ff, f_node, "path", fkey, f"a file of {what}", t)
@@ -581,18 +787,35 @@ class _SpecParser(_Checker):
                 norm = posixpath.normpath(path)
                 if not path.startswith("/"):
                     self.error(p_node, f"file path {path!r} must be absolute", f"{fkey}.path", t)
-                elif (norm == "/osmo" or norm.startswith("/osmo/")) and not norm.startswith(OUTPUT_DIR + "/"):
-                    self.error(p_node, f"file path {path!r} is under /osmo, which is reserved (only {OUTPUT_DIR}/... is allowed)", f"{fkey}.path", t)
+                elif (norm == "/osmo" or norm.startswith("/osmo/")) and not norm.startswith(
+                    OUTPUT_DIR + "/"
+                ):
+                    self.error(
+                        p_node,
+                        f"file path {path!r} is under /osmo, which is reserved "
+                        f"(only {OUTPUT_DIR}/... is allowed)",
+                        f"{fkey}.path",
+                        t,
+                    )
                 elif norm in seen:
-                    self.error(p_node, f"file path {path!r} is injected more than once", f"{fkey}.path", t)
+                    self.error(
+                        p_node, f"file path {path!r} is injected more than once", f"{fkey}.path", t
+                    )
                 seen.add(norm)
             contents = localpath = None
             if "contents" in ff:
                 contents = self.text(ff["contents"][1], f"{fkey}.contents", "file contents", t)
             if "localpath" in ff:
-                localpath = self.string(ff["localpath"][1], f"{fkey}.localpath", "file localpath", t)
+                localpath = self.string(
+                    ff["localpath"][1], f"{fkey}.localpath", "file localpath", t
+                )
             if "contents" in ff and "localpath" in ff:
-                self.error(ff["localpath"][0], "a file takes 'contents' or 'localpath', not both", f"{fkey}.localpath", t)
+                self.error(
+                    ff["localpath"][0],
+                    "a file takes 'contents' or 'localpath', not both",
+                    f"{fkey}.localpath",
+                    t,
+                )
             elif "contents" not in ff and "localpath" not in ff:
                 self.error(f_node, "a file needs 'contents' or 'localpath'", fkey, t)
             b64 = False
@@ -602,7 +825,12 @@ class _SpecParser(_Checker):
                     try:
                         base64.b64decode(contents, validate=True)
                     except (binascii.Error, ValueError):
-                        self.error(ff["contents"][1], "file contents are marked base64 but are not valid base64", f"{fkey}.contents", t)
+                        self.error(
+                            ff["contents"][1],
+                            "file contents are marked base64 but are not valid base64",
+                            f"{fkey}.contents",
+                            t,
+                        )
             if path is not None:
                 out.append(FileSpec(path=path, contents=contents, localpath=localpath, base64=b64))
         return out
@@ -622,7 +850,12 @@ class _SpecParser(_Checker):
     def _url(self, node: Node, key: str, t: str | None) -> str | None:
         url = self.string(node, key, "url", t)
         if url is not None and not url.startswith(URL_SCHEMES):
-            self.error(node, f"unsupported storage URL {url!r}; use one of {', '.join(URL_SCHEMES)}", key, t)
+            self.error(
+                node,
+                f"unsupported storage URL {url!r}; use one of {', '.join(URL_SCHEMES)}",
+                key,
+                t,
+            )
         return url
 
     def _dataset(self, node: Node, key: str, t: str | None, output: bool) -> DatasetRef | None:
@@ -636,23 +869,40 @@ class _SpecParser(_Checker):
             return None
         name, _, version = full.partition(":")
         if not DATASET_NAME_RE.match(name) or (":" in full and not version):
-            self.error(n_node, f"invalid dataset name {full!r}; use NAME or NAME:VERSION_OR_TAG", f"{key}.name", t)
+            self.error(
+                n_node,
+                f"invalid dataset name {full!r}; use NAME or NAME:VERSION_OR_TAG",
+                f"{key}.name",
+                t,
+            )
             return None
         if version and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", version):
             self.error(n_node, f"invalid dataset version or tag {version!r}", f"{key}.name", t)
             return None
         if output and version.isdigit():
-            self.error(n_node, f"an output dataset takes a tag, not a version number ({full!r}); versions are numbered by the platform", f"{key}.name", t)
+            self.error(
+                n_node,
+                f"an output dataset takes a tag, not a version number ({full!r}); versions "
+                "are numbered by the platform",
+                f"{key}.name",
+                t,
+            )
         regex = self._regex(df, key, t)
         metadata: dict[str, str] = {}
         labels: dict[str, str] = {}
         if "metadata" in df:
-            metadata = self.string_map(df["metadata"][1], f"{key}.metadata", "dataset metadata", t) or {}
+            metadata = (
+                self.string_map(df["metadata"][1], f"{key}.metadata", "dataset metadata", t) or {}
+            )
         if "labels" in df:
             labels = self.string_map(df["labels"][1], f"{key}.labels", "dataset labels", t) or {}
-        return DatasetRef(name=name, version=version or None, regex=regex, metadata=metadata, labels=labels)
+        return DatasetRef(
+            name=name, version=version or None, regex=regex, metadata=metadata, labels=labels
+        )
 
-    def inputs(self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None) -> list[InputSpec]:
+    def inputs(
+        self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None
+    ) -> list[InputSpec]:
         if item is None:
             return []
         items = self.sequence(item[1], f"{key}.inputs", f"{what} inputs", t) or []
@@ -664,7 +914,9 @@ class _SpecParser(_Checker):
                 continue
             kinds = [k for k in ("task", "url", "dataset") if k in fi]
             if len(kinds) != 1:
-                self.error(i_node, "an input takes exactly one of 'task', 'url' or 'dataset'", ikey, t)
+                self.error(
+                    i_node, "an input takes exactly one of 'task', 'url' or 'dataset'", ikey, t
+                )
                 continue
             regex = self._regex(fi, ikey, t)
             kind = kinds[0]
@@ -674,7 +926,11 @@ class _SpecParser(_Checker):
                 if ref is None:
                     continue
                 wf_id, sep, task_name = ref.rpartition(":")
-                out.append(InputSpec(kind="task", task=task_name, workflow_id=wf_id if sep else None, regex=regex))
+                out.append(
+                    InputSpec(
+                        kind="task", task=task_name, workflow_id=wf_id if sep else None, regex=regex
+                    )
+                )
             elif kind == "url":
                 url = self._url(v_node, f"{ikey}.url", t)
                 if url is not None:
@@ -685,7 +941,9 @@ class _SpecParser(_Checker):
                     out.append(InputSpec(kind="dataset", dataset=ds, regex=regex))
         return out
 
-    def outputs(self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None) -> list[OutputSpec]:
+    def outputs(
+        self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None
+    ) -> list[OutputSpec]:
         if item is None:
             return []
         items = self.sequence(item[1], f"{key}.outputs", f"{what} outputs", t) or []
@@ -710,12 +968,20 @@ class _SpecParser(_Checker):
                     out.append(OutputSpec(kind="dataset", dataset=ds, regex=regex))
         return out
 
-    def credentials(self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None) -> dict[str, dict[str, str] | str]:
+    def credentials(
+        self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None
+    ) -> dict[str, dict[str, str] | str]:
         if item is None or is_null(item[1]):
             return {}
         node = item[1]
         if not isinstance(node, MappingNode):
-            self.error(node, f"{what} credentials must be a mapping of credential names to an env mapping or a folder path", f"{key}.credentials", t)
+            self.error(
+                node,
+                f"{what} credentials must be a mapping of credential names to an env mapping "
+                "or a folder path",
+                f"{key}.credentials",
+                t,
+            )
             return {}
         out: dict[str, dict[str, str] | str] = {}
         for k_node, v_node in mapping_items(node):
@@ -725,46 +991,76 @@ class _SpecParser(_Checker):
                 env = self.string_map(v_node, ckey, f"credential {cname!r}", t) or {}
                 for env_name in env:
                     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env_name):
-                        self.error(v_node, f"credential {cname!r}: {env_name!r} is not a valid environment variable name", ckey, t)
+                        self.error(
+                            v_node,
+                            f"credential {cname!r}: {env_name!r} is not a valid environment "
+                            "variable name",
+                            ckey,
+                            t,
+                        )
                 out[cname] = env
             else:
                 path = self.string(v_node, ckey, f"credential {cname!r} path", t)
                 if path is not None:
                     if not path.startswith("/"):
-                        self.error(v_node, f"credential {cname!r} folder {path!r} must be an absolute path", ckey, t)
+                        self.error(
+                            v_node,
+                            f"credential {cname!r} folder {path!r} must be an absolute path",
+                            ckey,
+                            t,
+                        )
                     out[cname] = path
         return out
 
-    def exit_actions(self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None) -> dict[ExitAction, list[tuple[int, int]]]:
+    def exit_actions(
+        self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None
+    ) -> dict[ExitAction, list[tuple[int, int]]]:
         if item is None or is_null(item[1]):
             return {}
         node = item[1]
         if not isinstance(node, MappingNode):
-            self.error(node, f"{what} exitActions must be a mapping of COMPLETE, FAIL or RESCHEDULE to exit codes", f"{key}.exitActions", t)
+            self.error(
+                node,
+                f"{what} exitActions must be a mapping of COMPLETE, FAIL or RESCHEDULE "
+                "to exit codes",
+                f"{key}.exitActions",
+                t,
+            )
             return {}
         out: dict[ExitAction, list[tuple[int, int]]] = {}
         for k_node, v_node in mapping_items(node):
             action = str(k_node.value).upper()
             akey = f"{key}.exitActions.{k_node.value}"
             if action not in EXIT_ACTIONS:
-                self.error(k_node, f"unknown exit action {k_node.value!r}; use COMPLETE, FAIL or RESCHEDULE", akey, t)
+                self.error(
+                    k_node,
+                    f"unknown exit action {k_node.value!r}; use COMPLETE, FAIL or RESCHEDULE",
+                    akey,
+                    t,
+                )
                 continue
             if action in out:
                 self.error(k_node, f"exit action {action} is given more than once", akey, t)
                 continue
-            ranges = self.parsed(v_node, akey, units.parse_code_ranges, t, f"exit codes for {action}")
+            ranges = self.parsed(
+                v_node, akey, units.parse_code_ranges, t, f"exit codes for {action}"
+            )
             if ranges is not None:
-                out[action] = ranges  # type: ignore[index]
+                out[action] = ranges
         return out
 
-    def checkpoints(self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None) -> list[CheckpointSpec]:
+    def checkpoints(
+        self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None
+    ) -> list[CheckpointSpec]:
         if item is None:
             return []
         items = self.sequence(item[1], f"{key}.checkpoint", f"{what} checkpoint", t) or []
         out: list[CheckpointSpec] = []
         for i, c_node in enumerate(items):
             ckey = f"{key}.checkpoint[{i}]"
-            fc = self.mapping(c_node, ckey, ("path", "url", "frequency", "regex"), "a checkpoint", t)
+            fc = self.mapping(
+                c_node, ckey, ("path", "url", "frequency", "regex"), "a checkpoint", t
+            )
             if fc is None:
                 continue
             p_node = self.require(fc, c_node, "path", ckey, "a checkpoint", t)
@@ -774,15 +1070,25 @@ class _SpecParser(_Checker):
             if path is not None and not path.startswith("/"):
                 self.error(p_node, f"checkpoint path {path!r} must be absolute", f"{ckey}.path", t)
             url = self._url(u_node, f"{ckey}.url", t) if u_node else None
-            freq = self.parsed(f_node, f"{ckey}.frequency", units.parse_duration, t, "checkpoint frequency") if f_node else None
+            freq = (
+                self.parsed(
+                    f_node, f"{ckey}.frequency", units.parse_duration, t, "checkpoint frequency"
+                )
+                if f_node
+                else None
+            )
             if freq == 0:
-                self.error(f_node, "checkpoint frequency must be greater than zero", f"{ckey}.frequency", t)
+                self.error(
+                    f_node, "checkpoint frequency must be greater than zero", f"{ckey}.frequency", t
+                )
             regex = self._regex(fc, ckey, t)
             if path and url and freq:
                 out.append(CheckpointSpec(path=path, url=url, frequency_s=freq, regex=regex))
         return out
 
-    def kpis(self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None) -> list[KpiSpec]:
+    def kpis(
+        self, item: tuple[Node, Node] | None, key: str, what: str, t: str | None
+    ) -> list[KpiSpec]:
         if item is None:
             return []
         items = self.sequence(item[1], f"{key}.kpis", f"{what} kpis", t) or []
@@ -862,7 +1168,9 @@ class _SpecParser(_Checker):
         task_node = self.task_nodes.get(task)
         return self._find_scalar(task_node, lambda v: text in v) or task_node
 
-    def check_names(self, wf: dict[str, tuple[Node, Node]], groups: list[GroupSpec], declared_as: str) -> None:
+    def check_names(
+        self, wf: dict[str, tuple[Node, Node]], groups: list[GroupSpec], declared_as: str
+    ) -> None:
         names: list[tuple[str, Node]] = []  # (kind, name node) in file order
 
         def add_tasks(tasks_node: Node) -> None:
@@ -888,12 +1196,26 @@ class _SpecParser(_Checker):
             norm = normalize_name(name)
             if norm in seen:
                 other = seen[norm]
-                same = "" if other == name else f" (names compare ignoring case and '-'/'_': {other!r})"
-                self.error(node, f"duplicate {kind} name {name!r}{same}", "name", name if kind == "task" else None)
+                same = (
+                    ""
+                    if other == name
+                    else f" (names compare ignoring case and '-'/'_': {other!r})"
+                )
+                self.error(
+                    node,
+                    f"duplicate {kind} name {name!r}{same}",
+                    "name",
+                    name if kind == "task" else None,
+                )
             else:
                 seen[norm] = name
 
-    def check_resources_used(self, groups: list[GroupSpec], resources: dict[str, ResourceSpec] | None, wf: dict[str, tuple[Node, Node]]) -> None:
+    def check_resources_used(
+        self,
+        groups: list[GroupSpec],
+        resources: dict[str, ResourceSpec] | None,
+        wf: dict[str, tuple[Node, Node]],
+    ) -> None:
         if resources is None:
             return
         task_nodes = self._task_nodes(wf)
@@ -902,9 +1224,15 @@ class _SpecParser(_Checker):
                 if task.resource not in resources:
                     node = self._field_node(task_nodes.get(task.name), "resource")
                     if task.resource == "default":
-                        msg = f"task {task.name!r} uses resource 'default', but workflow.resources has no 'default' entry"
+                        msg = (
+                            f"task {task.name!r} uses resource 'default', but workflow.resources "
+                            "has no 'default' entry"
+                        )
                     else:
-                        msg = f"task {task.name!r} uses resource {task.resource!r}, which is not defined in workflow.resources"
+                        msg = (
+                            f"task {task.name!r} uses resource {task.resource!r}, which "
+                            "is not defined in workflow.resources"
+                        )
                     hint = difflib.get_close_matches(task.resource, list(resources), n=1)
                     if hint:
                         msg += f"; did you mean {hint[0]!r}?"
@@ -924,20 +1252,43 @@ class _SpecParser(_Checker):
                         if kind == "input":
                             if arg.isdigit():
                                 if int(arg) >= len(task.inputs):
-                                    self.error(self._find_text(task.name, m.group(0)), f"task {task.name!r}: {{{{input:{arg}}}}} refers to input {arg}, but the task has {len(task.inputs)} input(s)", "token", task.name)
+                                    self.error(
+                                        self._find_text(task.name, m.group(0)),
+                                        f"task {task.name!r}: {{{{input:{arg}}}}} refers "
+                                        f"to input {arg}, but the task has {len(task.inputs)} "
+                                        "input(s)",
+                                        "token",
+                                        task.name,
+                                    )
                             elif arg not in input_tasks:
-                                self.error(self._find_text(task.name, m.group(0)), f"task {task.name!r}: {{{{input:{arg}}}}} names a task that is not among its inputs", "token", task.name)
+                                self.error(
+                                    self._find_text(task.name, m.group(0)),
+                                    f"task {task.name!r}: {{{{input:{arg}}}}} names a "
+                                    "task that is not among its inputs",
+                                    "token",
+                                    task.name,
+                                )
                         elif kind == "host" and arg not in peers:
-                            self.error(self._find_text(task.name, m.group(0)), f"task {task.name!r}: {{{{host:{arg}}}}} names a task that is not in group {g.name!r}", "token", task.name)
+                            self.error(
+                                self._find_text(task.name, m.group(0)),
+                                f"task {task.name!r}: {{{{host:{arg}}}}} names a task "
+                                f"that is not in group {g.name!r}",
+                                "token",
+                                task.name,
+                            )
 
     def order(self, groups: list[GroupSpec], declared_as: str) -> list[GroupSpec]:
         problems, ordered = order_groups(groups, declared_as)
         for message, task, dep in problems:
             node = self._field_node(self.task_nodes.get(task or ""), "inputs")
             if dep is not None and node is not None:
-                node = self._find_scalar(node, lambda v: v == dep or v.endswith(":" + dep)) or node
+                node = self._find_scalar(node, _matches_input(dep)) or node
             self.error(node, message, "inputs", task)
         return ordered
+
+
+def _matches_input(dep: str) -> Callable[[str], bool]:
+    return lambda v: v == dep or v.endswith(":" + dep)
 
 
 def _peek_name(node: Node) -> str | None:
@@ -956,7 +1307,9 @@ def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> P
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         line = rendered.line_map.original(mark.line + 1) if mark else None
-        raise SpecError([SpecIssue(f"YAML syntax error: {problem}", line, mark.column + 1 if mark else None)]) from None
+        raise SpecError(
+            [SpecIssue(f"YAML syntax error: {problem}", line, mark.column + 1 if mark else None)]
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(f"YAML syntax error: {exc}")]) from None
     parser = _SpecParser(rendered.line_map)
@@ -964,7 +1317,9 @@ def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> P
     if spec is not None and max_num_tasks is not None:
         n = len(spec.tasks)
         if n > max_num_tasks:
-            parser.error(None, f"workflow has {n} tasks; the limit is {max_num_tasks}", "workflow.tasks")
+            parser.error(
+                None, f"workflow has {n} tasks; the limit is {max_num_tasks}", "workflow.tasks"
+            )
     if parser.issues or spec is None:
         issues = sorted(parser.issues, key=lambda i: (i.line is None, i.line or 0, i.column or 0))
         raise SpecError(issues or [SpecIssue("invalid workflow spec")])

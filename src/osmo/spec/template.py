@@ -104,14 +104,19 @@ class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
 
     intercepted_binops = frozenset(["*", "**"])
 
-    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int):
-                    if len(seq) * n > MAX_OUTPUT_CHARS:
-                        raise jinja2.sandbox.SecurityError("repetition result is too large")
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(n, int)
+                    and len(seq) * n > MAX_OUTPUT_CHARS
+                ):
+                    raise jinja2.exceptions.SecurityError("repetition result is too large")
         if operator == "**" and isinstance(right, int | float) and abs(right) > 1000:
-            raise jinja2.sandbox.SecurityError("exponent is too large")
+            raise jinja2.exceptions.SecurityError("exponent is too large")
         return super().call_binop(context, operator, left, right)
 
 
@@ -327,7 +332,12 @@ def render(
                 size += len(chunk)
                 if size > MAX_OUTPUT_CHARS:
                     raise SpecError(
-                        [SpecIssue(f"rendered spec exceeds {MAX_OUTPUT_CHARS} characters", key="template")]
+                        [
+                            SpecIssue(
+                                f"rendered spec exceeds {MAX_OUTPUT_CHARS} characters",
+                                key="template",
+                            )
+                        ]
                     )
                 if time.monotonic() - started > max_seconds > 0:
                     raise RenderTimeout()
@@ -339,14 +349,32 @@ def render(
     except jinja2.UndefinedError as exc:
         line = _template_line(exc)
         raise SpecError(
-            [SpecIssue(f"undefined template value: {exc.message}", line, 1 if line else None, key="template")]
+            [
+                SpecIssue(
+                    f"undefined template value: {exc.message}",
+                    line,
+                    1 if line else None,
+                    key="template",
+                )
+            ]
         ) from None
-    except jinja2.sandbox.SecurityError as exc:
+    except jinja2.exceptions.SecurityError as exc:
         line = _template_line(exc)
         raise SpecError(
-            [SpecIssue(f"unsafe template construct: {exc}", line, 1 if line else None, key="template")]
+            [
+                SpecIssue(
+                    f"unsafe template construct: {exc}", line, 1 if line else None, key="template"
+                )
+            ]
         ) from None
-    except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as exc:
+    except (
+        jinja2.TemplateError,
+        ArithmeticError,
+        TypeError,
+        ValueError,
+        LookupError,
+        RecursionError,
+    ) as exc:
         line = _template_line(exc)
         raise SpecError(
             [SpecIssue(f"template error: {exc}", line, 1 if line else None, key="template")]
