@@ -22,9 +22,10 @@ class SpecIssue:
     task: str | None = None
 
     def format(self, filename: str = "<spec>") -> str:
+        message = " ".join(self.message.splitlines())  # one issue, one line
         if self.line is None:
-            return f"{filename}: {self.message}"
-        return f"{filename}:{self.line}:{self.column or 1}: {self.message}"
+            return f"{filename}: {message}"
+        return f"{filename}:{self.line}:{self.column or 1}: {message}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -5,10 +5,17 @@ from __future__ import annotations
 import re
 
 _BINARY = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5}
-_SIZE_RE = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|Pi)?$")
+_SIZE_RE = re.compile(r"^([0-9]{1,30})(Ki|Mi|Gi|Ti|Pi)?$")
 _DECIMAL_HINT_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtTpP])([bBiI]?)$")
-_DURATION_RE = re.compile(r"^(\d+)([smhd])$")
+_DURATION_RE = re.compile(r"^([0-9]{1,30})([smhd])$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WHOLE_RE = re.compile(r"[0-9]{1,30}")
+_UNIT_ORDER = ("", "Ki", "Mi", "Gi", "Ti", "Pi")
+
+
+def is_whole(text: str) -> bool:
+    """``text`` is a whole number in ASCII digits (not ``²``, not thousands of digits)."""
+    return _WHOLE_RE.fullmatch(text) is not None
 
 
 class UnitError(ValueError):
@@ -31,9 +38,17 @@ def parse_size(value: object) -> int:
         return int(m.group(1)) * _BINARY[m.group(2) or ""]
     hint = _DECIMAL_HINT_RE.match(text)
     if hint:
-        suggestion = f"{hint.group(1)}{hint.group(2).upper()}i"
-        if hint.group(2) == "k":
-            suggestion = f"{hint.group(1)}Ki"
+        number, unit = hint.group(1), f"{hint.group(2).upper()}i"
+        suggestion = f"{number}{unit}"
+        if "." in number:
+            # A whole number of the next smaller unit, when there is one (1.5Gi -> 1536Mi).
+            smaller = round(float(number) * 1024)
+            suggestion = f"{smaller}{_UNIT_ORDER[_UNIT_ORDER.index(unit) - 1]}"
+            if hint.group(2).isupper() and hint.group(3) == "i":
+                raise UnitError(
+                    f"size {value!r} is not a whole number; use whole numbers with binary "
+                    f"units Ki, Mi, Gi, Ti (e.g. {suggestion})"
+                )
         raise UnitError(
             f"size {value!r} uses decimal or unknown units; use binary units "
             f"Ki, Mi, Gi, Ti (e.g. {suggestion})"
@@ -64,7 +79,7 @@ def parse_cache_size(value: object) -> str:
     """``cacheSize``: an absolute binary size or a percentage (1-100%)."""
     if isinstance(value, str) and value.strip().endswith("%"):
         number = value.strip()[:-1]
-        if not number.isdigit() or not 0 < int(number) <= 100:
+        if not is_whole(number) or not 0 < int(number) <= 100:
             raise UnitError(f"invalid cache size {value!r}; a percentage must be 1% to 100%")
         return value.strip()
     parse_size(value)
@@ -92,13 +107,13 @@ def parse_code_ranges(value: object) -> list[tuple[int, int]]:
         if "-" in part:
             lo_text, _, hi_text = part.partition("-")
             lo_text, hi_text = lo_text.strip(), hi_text.strip()
-            if not lo_text.isdigit() or not hi_text.isdigit():
+            if not is_whole(lo_text) or not is_whole(hi_text):
                 raise UnitError(f"invalid exit-code range {part!r}; expected START-END")
             lo, hi = int(lo_text), int(hi_text)
             if lo > hi:
                 raise UnitError(f"exit-code range {part!r} ends before it starts")
         else:
-            if not part.isdigit():
+            if not is_whole(part):
                 raise UnitError(f"invalid exit code {part!r}; expected a number or START-END")
             lo = hi = int(part)
         if hi > MAX_EXIT_CODE:

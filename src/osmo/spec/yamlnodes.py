@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -25,25 +24,37 @@ class _Constructor(SafeConstructor):
     pass
 
 
+_CONSTRUCTOR = _Constructor()
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def compose(text: str) -> Node | None:
     """The single document's node tree (raises ``yaml.YAMLError``)."""
     return yaml.compose(text, Loader=Loader)
 
 
 def scalar_value(node: ScalarNode) -> Any:
+    """The value of a plain scalar under the YAML core schema.
+
+    Only strings, numbers, booleans and null are interpreted; any other tag (timestamps,
+    ``!!binary``, ``!!python/...``, custom ``!tags``) and numbers too large to convert are
+    returned as the text written, so a spec value is never constructed into an arbitrary object.
+    """
     tag = node.tag
     if tag == _STR:
         return node.value
-    c = _Constructor()
-    if tag == _INT:
-        return c.construct_yaml_int(node)
-    if tag == _FLOAT:
-        return c.construct_yaml_float(node)
-    if tag == _BOOL:
-        return c.construct_yaml_bool(node)
+    try:
+        if tag == _INT:
+            return _CONSTRUCTOR.construct_yaml_int(node)
+        if tag == _FLOAT:
+            return _CONSTRUCTOR.construct_yaml_float(node)
+        if tag == _BOOL:
+            return _CONSTRUCTOR.construct_yaml_bool(node)
+    except ValueError:  # e.g. an integer with more digits than Python converts
+        return node.value
     if tag == _NULL:
         return None
-    return c.construct_object(node, deep=True)
+    return node.value
 
 
 def to_python(node: Node) -> Any:
@@ -70,8 +81,42 @@ def kind_name(node: Node) -> str:
     return f"a string ({node.value!r})"
 
 
-def mapping_items(node: MappingNode) -> Iterator[tuple[Node, Node]]:
-    """Key/value node pairs with YAML merge keys (``<<``) applied."""
-    c = _Constructor()
-    c.flatten_mapping(node)
-    yield from node.value
+def mapping_items(node: MappingNode) -> list[tuple[Node, Node]]:
+    """Key/value node pairs with YAML merge keys (``<<``) applied.
+
+    Keys written in the mapping override merged ones, and of several merged mappings the first
+    wins (YAML merge semantics); duplicates among the written keys are kept so that callers can
+    report them. The node tree is not modified. A ``<<`` whose value is not a mapping or a list
+    of mappings is kept as an ordinary pair (and reported by the caller as an unknown key).
+    """
+    pairs = node.value
+    if not any(k.tag == _MERGE for k, _ in pairs):
+        return list(pairs)
+    return _merged(node, set())
+
+
+def _merged(node: MappingNode, active: set[int]) -> list[tuple[Node, Node]]:
+    active = active | {id(node)}
+    explicit: list[tuple[Node, Node]] = []
+    merged: list[tuple[Node, Node]] = []
+    for k, v in node.value:
+        if k.tag != _MERGE:
+            explicit.append((k, v))
+            continue
+        sources = v.value if isinstance(v, SequenceNode) else [v]
+        if not sources or not all(isinstance(src, MappingNode) for src in sources):
+            explicit.append((k, v))
+            continue
+        for src in sources:
+            if id(src) not in active:  # a mapping merging itself (through an alias) adds nothing
+                merged.extend(_merged(src, active))
+    written = {k.value for k, _ in explicit if isinstance(k, ScalarNode)}
+    seen: set[object] = set()
+    out: list[tuple[Node, Node]] = []
+    for k, v in merged:
+        key = k.value if isinstance(k, ScalarNode) else id(k)
+        if key in written or key in seen:
+            continue
+        seen.add(key)
+        out.append((k, v))
+    return out + explicit
