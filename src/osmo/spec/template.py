@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 import jinja2.sandbox
 import yaml
 
@@ -28,7 +29,7 @@ from .errors import SpecError, SpecIssue
 
 TOKEN_RE = re.compile(r"\{\{\s*(workflow_id|output|uuid|input:[^{}\s]+|host:[^{}\s]+)\s*\}\}")
 _PLACEHOLDER = "\x1eosmotok{}\x1e"
-_PLACEHOLDER_RE = re.compile("\x1eosmotok(\\d+)\x1e")
+_PLACEHOLDER_RE = re.compile("\x1eosmotok([0-9]{1,9})\x1e")
 _SECTION_RE = re.compile(r"""^(?:"([^"]*)"|'([^']*)'|([A-Za-z_][\w.-]*))\s*:(?:\s|$)""")
 TOP_LEVEL_KEYS = ("version", "workflow", "default-values")
 TEMPLATE_NAME = "<workflow>"
@@ -92,10 +93,13 @@ _FLOAT_RE = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 
 def _cast(raw: str) -> Any:
     text = raw.strip()
-    if _INT_RE.match(text):
-        return int(text)
-    if _FLOAT_RE.match(text):
-        return float(text)
+    try:
+        if _INT_RE.match(text):
+            return int(text)
+        if _FLOAT_RE.match(text):
+            return float(text)
+    except (ValueError, OverflowError):  # more digits than Python converts: keep the text
+        pass
     return raw
 
 
@@ -168,6 +172,54 @@ def _locate_name(lines: list[str], name: str) -> tuple[int | None, int | None]:
             if hit:
                 return i + 1, hit.start() + 1
     return None, None
+
+
+def _restore_tokens(text: str, tokens: list[str]) -> str:
+    def _token(m: re.Match[str]) -> str:
+        index = int(m.group(1))
+        return tokens[index] if index < len(tokens) else m.group(0)
+
+    return _PLACEHOLDER_RE.sub(_token, text)
+
+
+def _guarded_names(ast: jinja2.nodes.Template) -> set[str]:
+    """Names tested with ``is defined`` / ``is undefined`` or given a ``default`` filter."""
+    names: set[str] = set()
+    for test in ast.find_all(jinja2.nodes.Test):
+        if test.name in ("defined", "undefined") and isinstance(test.node, jinja2.nodes.Name):
+            names.add(test.node.name)
+    for flt in ast.find_all(jinja2.nodes.Filter):
+        if flt.name in ("default", "d") and isinstance(flt.node, jinja2.nodes.Name):
+            names.add(flt.node.name)
+    return names
+
+
+_ATTRIBUTE_RE = re.compile(r"attribute '([^']+)'")
+_TAG_RE = re.compile(r"\{\{.*?(\}\}|$)|\{%.*?(%\}|$)")
+
+
+def _tag_column(lines: list[str], line: int | None, needle: str | None = None) -> int | None:
+    """Column on ``line`` of ``needle`` if given and present, else of the first Jinja tag."""
+    if line is None:
+        return None
+    if not 1 <= line <= len(lines):
+        return 1
+    text = lines[line - 1]
+    tags = list(_TAG_RE.finditer(text))
+    if needle:
+        for tag in tags:
+            found = text.find(needle, tag.start(), tag.end())
+            if found >= 0:
+                return found + 1
+    return tags[0].start() + 1 if tags else 1
+
+
+def _runtime_issue(message: str, exc: BaseException, lines: list[str]) -> SpecIssue:
+    """An error raised while rendering, located at the template line that was running."""
+    line = _template_line(exc)
+    attribute = _ATTRIBUTE_RE.search(str(exc))
+    column = _tag_column(lines, line, attribute.group(1) if attribute else None)
+    return SpecIssue(message, line, column, key="template")
 
 
 @dataclass
@@ -293,19 +345,26 @@ def render(
     protected = TOKEN_RE.sub(_protect, body)
     used_jinja = any(s in protected for s in ("{{", "{%", "{#"))
     if not used_jinja:
-        rendered = body
+        # Tokens come out in one form (``{{input:0}}``) whether or not the file uses Jinja.
+        rendered = _restore_tokens(protected, tokens)
         return Rendered(rendered, default_values, variables, LineMap([], [], True), False)
 
     try:
         ast = _ENV.parse(protected)
     except jinja2.TemplateSyntaxError as exc:
+        column = _tag_column(lines, exc.lineno)
         raise SpecError(
-            [SpecIssue(f"template syntax error: {exc.message}", exc.lineno, 1, key="template")]
+            [SpecIssue(f"template syntax error: {exc.message}", exc.lineno, column, key="template")]
         ) from None
 
-    # Report every undefined variable at once, not only the first one the renderer hits.
-    undeclared = sorted(
-        jinja2.meta.find_undeclared_variables(ast) - set(variables) - set(_ENV.globals)
+    # Report every undefined variable at once, not only the first one the renderer hits. Names
+    # only used behind a guard (``x is defined``, ``x | default(...)``) are left to the renderer,
+    # which reports them with their line if they are also used unguarded.
+    undeclared = (
+        jinja2.meta.find_undeclared_variables(ast)
+        - set(variables)
+        - set(_ENV.globals)
+        - _guarded_names(ast)
     )
     if undeclared:
         for name in undeclared:
@@ -319,6 +378,7 @@ def render(
                     key="template",
                 )
             )
+        issues.sort(key=lambda i: (i.line is None, i.line or 0, i.column or 0, i.message))
         raise SpecError(issues)
     code = _ENV.compile(ast, filename=TEMPLATE_NAME)
     template = jinja2.Template.from_code(_ENV, code, _ENV.make_globals(None), None)
@@ -342,31 +402,16 @@ def render(
                 if time.monotonic() - started > max_seconds > 0:
                     raise RenderTimeout()
                 out.append(chunk)
-    except RenderTimeout:
+    except RenderTimeout as exc:
         raise SpecError(
-            [SpecIssue(f"template rendering took longer than {max_seconds:g}s", key="template")]
+            [_runtime_issue(f"template rendering took longer than {max_seconds:g}s", exc, lines)]
         ) from None
     except jinja2.UndefinedError as exc:
-        line = _template_line(exc)
         raise SpecError(
-            [
-                SpecIssue(
-                    f"undefined template value: {exc.message}",
-                    line,
-                    1 if line else None,
-                    key="template",
-                )
-            ]
+            [_runtime_issue(f"undefined template value: {exc.message}", exc, lines)]
         ) from None
     except jinja2.exceptions.SecurityError as exc:
-        line = _template_line(exc)
-        raise SpecError(
-            [
-                SpecIssue(
-                    f"unsafe template construct: {exc}", line, 1 if line else None, key="template"
-                )
-            ]
-        ) from None
+        raise SpecError([_runtime_issue(f"unsafe template construct: {exc}", exc, lines)]) from None
     except (
         jinja2.TemplateError,
         ArithmeticError,
@@ -375,13 +420,10 @@ def render(
         LookupError,
         RecursionError,
     ) as exc:
-        line = _template_line(exc)
-        raise SpecError(
-            [SpecIssue(f"template error: {exc}", line, 1 if line else None, key="template")]
-        ) from None
+        raise SpecError([_runtime_issue(f"template error: {exc}", exc, lines)]) from None
 
     rendered = "".join(out)
-    rendered = _PLACEHOLDER_RE.sub(lambda m: tokens[int(m.group(1))], rendered)
+    rendered = _restore_tokens(rendered, tokens)
     rendered_lines = rendered.splitlines()
     has_blocks = "{%" in protected
     exact = not has_blocks and len(rendered_lines) == len(body.splitlines())
