@@ -72,6 +72,9 @@ class ParseResult:
 class _Checker:
     def __init__(self, line_map: LineMap):
         self.task_nodes: dict[str, Node] = {}
+        # Tasks with problems of their own -> the task keys that failed.
+        self.partial_tasks: dict[str, set[str]] = {}
+        self.task_keys: dict[str, str] = {}  # task name -> key path of its first declaration
         self.issues: list[SpecIssue] = []
         self.warnings: list[str] = []
         self.line_map = line_map
@@ -166,7 +169,7 @@ class _Checker:
     ) -> int | None:
         if isinstance(node, ScalarNode):
             value = scalar_value(node)
-            if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+            if isinstance(value, str) and units.is_whole(value.strip().lstrip("+")):
                 value = int(value)
             if isinstance(value, int) and not isinstance(value, bool):
                 if value < minimum:
@@ -285,7 +288,7 @@ class _SpecParser(_Checker):
                 self.error(
                     v_node,
                     f"unsupported spec version "
-                    f"{v_node.value if isinstance(v_node, ScalarNode) else v!r}; "
+                    f"{v_node.value if isinstance(v_node, ScalarNode) else kind_name(v_node)}; "
                     "only version 2 is supported",
                     "version",
                 )
@@ -390,6 +393,9 @@ class _SpecParser(_Checker):
             return None
         out: dict[str, ResourceSpec] = {}
         for k_node, v_node in mapping_items(node):
+            if not isinstance(k_node, ScalarNode):
+                self.error(k_node, "resource names must be strings", "workflow.resources")
+                continue
             rname = str(k_node.value)
             if rname in out:
                 self.error(k_node, f"duplicate resource {rname!r}", f"workflow.resources.{rname}")
@@ -519,7 +525,9 @@ class _SpecParser(_Checker):
                 "workflow.labels",
             )
         if isinstance(node, MappingNode):
-            for k_node, v_node in node.value:
+            for k_node, v_node in mapping_items(node):
+                if not isinstance(k_node, ScalarNode) or not isinstance(v_node, ScalarNode):
+                    continue  # reported by string_map
                 k, v = str(k_node.value), str(v_node.value) if not is_null(v_node) else ""
                 if not LABEL_KEY_RE.match(k) or len(k.rsplit("/", 1)[-1]) > 63:
                     self.error(
@@ -587,7 +595,11 @@ class _SpecParser(_Checker):
                     lead_nodes.append(t_node)
             if len(tasks) == 1 and not lead_nodes and len(items or []) == 1:
                 tasks[0].lead = True
-            elif tasks and len(tasks) == len(items or []):
+            elif (
+                tasks
+                and len(tasks) == len(items or [])
+                and not any("lead" in self.partial_tasks.get(t.name, ()) for t in tasks)
+            ):
                 if not lead_nodes:
                     self.error(
                         tasks_node,
@@ -738,13 +750,20 @@ class _SpecParser(_Checker):
                     self.issues[i] = SpecIssue(
                         issue.message, issue.line, issue.column, issue.key, name
                     )
-        if name is None or image is None or not command or len(self.issues) > n_before:
+        if name is None:
             return None
+        self.task_keys.setdefault(name, key)
+        # A task with problems of its own still takes part in the workflow-wide checks (names,
+        # dependencies, resources), so that every problem of the file is reported at once; the
+        # parts that failed are remembered so those checks do not report follow-on errors.
+        failed = {_field_of(issue.key, key) for issue in self.issues[n_before:]}
+        if failed or image is None or not command:
+            self.partial_tasks[name] = failed
         res_spec = (resources or {}).get(resource, ResourceSpec())
         return TaskSpec(
             name=name,
-            image=image,
-            command=command,
+            image=image or "",
+            command=command or [],
             args=args,
             lead=lead,
             environment=environment,
@@ -985,8 +1004,14 @@ class _SpecParser(_Checker):
             return {}
         out: dict[str, dict[str, str] | str] = {}
         for k_node, v_node in mapping_items(node):
+            if not isinstance(k_node, ScalarNode):
+                self.error(k_node, "credential names must be strings", f"{key}.credentials", t)
+                continue
             cname = str(k_node.value)
             ckey = f"{key}.credentials.{cname}"
+            if cname in out:
+                self.error(k_node, f"credential {cname!r} is given more than once", ckey, t)
+                continue
             if isinstance(v_node, MappingNode):
                 env = self.string_map(v_node, ckey, f"credential {cname!r}", t) or {}
                 for env_name in env:
@@ -1029,6 +1054,14 @@ class _SpecParser(_Checker):
             return {}
         out: dict[ExitAction, list[tuple[int, int]]] = {}
         for k_node, v_node in mapping_items(node):
+            if not isinstance(k_node, ScalarNode):
+                self.error(
+                    k_node,
+                    "exitActions keys must be COMPLETE, FAIL or RESCHEDULE",
+                    f"{key}.exitActions",
+                    t,
+                )
+                continue
             action = str(k_node.value).upper()
             akey = f"{key}.exitActions.{k_node.value}"
             if action not in EXIT_ACTIONS:
@@ -1116,7 +1149,7 @@ class _SpecParser(_Checker):
             if isinstance(tasks_node, SequenceNode):
                 for t_node in tasks_node.value:
                     if isinstance(t_node, MappingNode):
-                        for k, v in t_node.value:
+                        for k, v in mapping_items(t_node):
                             if getattr(k, "value", None) == "name" and isinstance(v, ScalarNode):
                                 out.setdefault(str(v.value), t_node)
 
@@ -1125,7 +1158,7 @@ class _SpecParser(_Checker):
         if "groups" in wf and isinstance(wf["groups"][1], SequenceNode):
             for g_node in wf["groups"][1].value:
                 if isinstance(g_node, MappingNode):
-                    for k, v in g_node.value:
+                    for k, v in mapping_items(g_node):
                         if getattr(k, "value", None) == "tasks":
                             visit(v)
         return out
@@ -1141,7 +1174,7 @@ class _SpecParser(_Checker):
                 if not isinstance(node, MappingNode):
                     return mapping
                 found = None
-                for k, v in node.value:
+                for k, v in mapping_items(node):
                     if getattr(k, "value", None) == part:
                         found = v
                 if found is None:
@@ -1168,30 +1201,35 @@ class _SpecParser(_Checker):
         task_node = self.task_nodes.get(task)
         return self._find_scalar(task_node, lambda v: text in v) or task_node
 
+    def _task_key(self, task: str | None, field: str = "") -> str:
+        """The key path of a task (``workflow.tasks[2]``), or of one of its fields."""
+        prefix = self.task_keys.get(task or "", "workflow")
+        return f"{prefix}.{field}" if field else prefix
+
     def check_names(
         self, wf: dict[str, tuple[Node, Node]], groups: list[GroupSpec], declared_as: str
     ) -> None:
-        names: list[tuple[str, Node]] = []  # (kind, name node) in file order
+        names: list[tuple[str, Node, str]] = []  # (kind, name node, key) in file order
 
-        def add_tasks(tasks_node: Node) -> None:
+        def add_tasks(tasks_node: Node, prefix: str) -> None:
             if isinstance(tasks_node, SequenceNode):
-                for t_node in tasks_node.value:
+                for i, t_node in enumerate(tasks_node.value):
                     n = self._field_node(t_node, "name")
                     if isinstance(n, ScalarNode) and n is not t_node and isinstance(n.value, str):
-                        names.append(("task", n))
+                        names.append(("task", n, f"{prefix}.tasks[{i}].name"))
 
         if declared_as == "tasks" and "tasks" in wf:
-            add_tasks(wf["tasks"][1])
+            add_tasks(wf["tasks"][1], "workflow")
         if declared_as == "groups" and isinstance(wf["groups"][1], SequenceNode):
-            for g_node in wf["groups"][1].value:
+            for gi, g_node in enumerate(wf["groups"][1].value):
                 n = self._field_node(g_node, "name")
                 if isinstance(n, ScalarNode) and n is not g_node:
-                    names.append(("group", n))
+                    names.append(("group", n, f"workflow.groups[{gi}].name"))
                 tasks_node = self._field_node(g_node, "tasks")
                 if tasks_node is not g_node and tasks_node is not None:
-                    add_tasks(tasks_node)
+                    add_tasks(tasks_node, f"workflow.groups[{gi}]")
         seen: dict[str, str] = {}
-        for kind, node in names:
+        for kind, node, key in names:
             name = str(node.value)
             norm = normalize_name(name)
             if norm in seen:
@@ -1204,7 +1242,7 @@ class _SpecParser(_Checker):
                 self.error(
                     node,
                     f"duplicate {kind} name {name!r}{same}",
-                    "name",
+                    key,
                     name if kind == "task" else None,
                 )
             else:
@@ -1218,11 +1256,12 @@ class _SpecParser(_Checker):
     ) -> None:
         if resources is None:
             return
-        task_nodes = self._task_nodes(wf)
         for g in groups:
             for task in g.tasks:
+                if "resource" in self.partial_tasks.get(task.name, ()):
+                    continue
                 if task.resource not in resources:
-                    node = self._field_node(task_nodes.get(task.name), "resource")
+                    node = self._field_node(self.task_nodes.get(task.name), "resource")
                     if task.resource == "default":
                         msg = (
                             f"task {task.name!r} uses resource 'default', but workflow.resources "
@@ -1236,12 +1275,14 @@ class _SpecParser(_Checker):
                     hint = difflib.get_close_matches(task.resource, list(resources), n=1)
                     if hint:
                         msg += f"; did you mean {hint[0]!r}?"
-                    self.error(node, msg, "resource", task.name)
+                    self.error(node, msg, self._task_key(task.name, "resource"), task.name)
 
     def check_tokens(self, groups: list[GroupSpec]) -> None:
         for g in groups:
             peers = {t.name for t in g.tasks}
             for task in g.tasks:
+                if task.name in self.partial_tasks:
+                    continue
                 input_tasks = {i.task for i in task.inputs if i.kind == "task"}
                 texts = [*task.command, *task.args, *task.environment.values()]
                 texts += [f.contents for f in task.files if f.contents and not f.base64]
@@ -1250,14 +1291,14 @@ class _SpecParser(_Checker):
                         token = m.group(1)
                         kind, _, arg = token.partition(":")
                         if kind == "input":
-                            if arg.isdigit():
-                                if int(arg) >= len(task.inputs):
+                            if arg.isascii() and arg.isdigit():
+                                if len(arg) > 6 or int(arg) >= len(task.inputs):
                                     self.error(
                                         self._find_text(task.name, m.group(0)),
                                         f"task {task.name!r}: {{{{input:{arg}}}}} refers "
                                         f"to input {arg}, but the task has {len(task.inputs)} "
                                         "input(s)",
-                                        "token",
+                                        self._task_key(task.name),
                                         task.name,
                                     )
                             elif arg not in input_tasks:
@@ -1265,7 +1306,7 @@ class _SpecParser(_Checker):
                                     self._find_text(task.name, m.group(0)),
                                     f"task {task.name!r}: {{{{input:{arg}}}}} names a "
                                     "task that is not among its inputs",
-                                    "token",
+                                    self._task_key(task.name),
                                     task.name,
                                 )
                         elif kind == "host" and arg not in peers:
@@ -1273,7 +1314,7 @@ class _SpecParser(_Checker):
                                 self._find_text(task.name, m.group(0)),
                                 f"task {task.name!r}: {{{{host:{arg}}}}} names a task "
                                 f"that is not in group {g.name!r}",
-                                "token",
+                                self._task_key(task.name),
                                 task.name,
                             )
 
@@ -1283,8 +1324,15 @@ class _SpecParser(_Checker):
             node = self._field_node(self.task_nodes.get(task or ""), "inputs")
             if dep is not None and node is not None:
                 node = self._find_scalar(node, _matches_input(dep)) or node
-            self.error(node, message, "inputs", task)
+            self.error(node, message, self._task_key(task, "inputs"), task)
         return ordered
+
+
+def _field_of(issue_key: str | None, task_key: str) -> str:
+    """The task key an issue is about: ``lead`` for ``workflow.tasks[0].lead``."""
+    if issue_key and issue_key.startswith(task_key + "."):
+        return re.split(r"[.\[]", issue_key[len(task_key) + 1 :])[0]
+    return ""
 
 
 def _matches_input(dep: str) -> Callable[[str], bool]:
@@ -1293,10 +1341,17 @@ def _matches_input(dep: str) -> Callable[[str], bool]:
 
 def _peek_name(node: Node) -> str | None:
     if isinstance(node, MappingNode):
-        for k, v in node.value:
+        for k, v in mapping_items(node):
             if getattr(k, "value", None) == "name" and isinstance(v, ScalarNode):
                 return str(v.value)
     return None
+
+
+def _position(rendered: Rendered, offset: int) -> tuple[int, int]:
+    """(line, column) in the user's file of a character offset into the rendered text."""
+    before = rendered.text[:offset]
+    line = rendered.line_map.original(before.count("\n") + 1)
+    return line, offset - (before.rfind("\n") + 1) + 1
 
 
 def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> ParseResult:
@@ -1306,12 +1361,31 @@ def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> P
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        context = exc.context_mark
+        if exc.problem_mark is not None and exc.context and context is not None:
+            where = rendered.line_map.original(context.line + 1)
+            problem += f" ({exc.context} at line {where}, column {context.column + 1})"
         line = rendered.line_map.original(mark.line + 1) if mark else None
         raise SpecError(
             [SpecIssue(f"YAML syntax error: {problem}", line, mark.column + 1 if mark else None)]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        line, column = _position(rendered, exc.position)
+        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise SpecError(
+            [
+                SpecIssue(
+                    f"YAML syntax error: unacceptable character {char}: {exc.reason}", line, column
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(f"YAML syntax error: {exc}")]) from None
+    except UnicodeEncodeError as exc:  # e.g. a lone surrogate in text not read from a file
+        line, column = _position(rendered, exc.start)
+        raise SpecError(
+            [SpecIssue(f"the spec is not valid Unicode text: {exc.reason}", line, column)]
+        ) from None
     parser = _SpecParser(rendered.line_map)
     spec = parser.workflow(root, rendered)
     if spec is not None and max_num_tasks is not None:
