@@ -1,0 +1,155 @@
+"""``file://`` storage: a local (or network-mounted) folder addressed by an absolute path.
+
+Copies go to a temporary name next to the target and are renamed into place, so a reader never
+sees a half-written file. Symlinks are never followed out of the tree being copied: a task could
+otherwise point its output at host files that the (unsandboxed) uploader would then publish.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .base import ObjectInfo, StorageError, Store, TransferResult, check_key, compile_regex
+
+
+def file_url_path(url: str) -> Path:
+    """The absolute local path of a ``file://`` URL (``file:///abs`` or ``file://localhost/abs``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        raise StorageError(f"not a file:// URL: {url!r}")
+    if parts.netloc not in ("", "localhost"):
+        raise StorageError(f"file:// URL {url!r} names host {parts.netloc!r}; only local paths")
+    if parts.query or parts.fragment:
+        raise StorageError(f"file:// URL {url!r} must not have a query or fragment")
+    raw = unquote(parts.path)
+    if not raw.startswith("/"):
+        raise StorageError(f"file:// URL {url!r} must hold an absolute path (file:///abs/path)")
+    if ".." in raw.split("/"):
+        raise StorageError(f"file:// URL {url!r} must not contain '..'")
+    return Path(os.path.normpath(raw))
+
+
+def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """Regular files below ``root`` as (relative key, real path), plus skipped entries.
+
+    A symlink is copied as the file it points to only when that file lies inside ``root``;
+    symlinked directories are not descended into (no cycles, no escapes).
+    """
+    real_root = os.path.realpath(root)
+    files: list[tuple[str, Path]] = []
+    skipped: list[str] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, rel_dir)))
+        except OSError as e:
+            raise StorageError(f"cannot read {os.path.join(root, rel_dir)}: {e}") from e
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                inside = target.startswith(real_root + os.sep)
+                if inside and os.path.isfile(target):
+                    files.append((rel, Path(target)))
+                else:
+                    skipped.append(rel)
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(rel)
+            elif entry.is_file(follow_symlinks=False):
+                files.append((rel, Path(entry.path)))
+            else:
+                skipped.append(rel)  # sockets, fifos, devices: not storable objects
+    files.sort()
+    return files, skipped
+
+
+def _copy_into(src: Path, dest: Path) -> int:
+    """Copy one file to ``dest`` through a temporary sibling and a rename; returns its size."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.osmo-tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        shutil.copyfile(src, tmp)  # sendfile()/copy_file_range() on Linux
+        mode = stat.S_IMODE(os.stat(src).st_mode)
+        os.chmod(tmp, mode | stat.S_IRUSR | stat.S_IWUSR)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest.stat().st_size
+
+
+class FileStore(Store):
+    scheme = "file"
+
+    def upload_dir(
+        self, local_dir: str | Path, url: str, regex: str | None = None
+    ) -> TransferResult:
+        src = Path(local_dir)
+        dest = file_url_path(url)
+        pattern = compile_regex(regex)
+        if not src.is_dir():
+            raise StorageError(f"upload source {src} is not a directory")
+        result = TransferResult()
+        try:
+            files, result.skipped = _walk(src)
+            # The prefix exists even for an empty upload, so a downstream download finds it.
+            dest.mkdir(parents=True, exist_ok=True)
+            for key, path in files:
+                if pattern is not None and not pattern.search(key):
+                    continue
+                result.bytes += _copy_into(path, dest / check_key(key))
+                result.files += 1
+        except StorageError:
+            raise
+        except OSError as e:
+            raise StorageError(f"upload of {src} to {url} failed: {e}") from e
+        return result
+
+    def download_dir(
+        self, url: str, local_dir: str | Path, regex: str | None = None
+    ) -> TransferResult:
+        src = file_url_path(url)
+        dest = Path(local_dir)
+        pattern = compile_regex(regex)
+        result = TransferResult()
+        try:
+            if src.is_file():
+                # A URL naming a single object downloads that object into the folder.
+                files: list[tuple[str, Path]] = [(src.name, src)]
+                skipped: list[str] = []
+            elif src.is_dir():
+                files, skipped = _walk(src)
+            else:
+                raise StorageError(f"download source {url} does not exist")
+            result.skipped = skipped
+            dest.mkdir(parents=True, exist_ok=True)
+            for key, path in files:
+                if pattern is not None and not pattern.search(key):
+                    continue
+                result.bytes += _copy_into(path, dest / check_key(key))
+                result.files += 1
+        except StorageError:
+            raise
+        except OSError as e:
+            raise StorageError(f"download of {url} to {dest} failed: {e}") from e
+        return result
+
+    def list(self, url: str) -> list[ObjectInfo]:
+        src = file_url_path(url)
+        try:
+            if src.is_file():
+                return [ObjectInfo(src.name, src.stat().st_size)]
+            if not src.is_dir():
+                raise StorageError(f"{url} does not exist")
+            files, _ = _walk(src)
+            return [ObjectInfo(key, path.stat().st_size) for key, path in files]
+        except StorageError:
+            raise
+        except OSError as e:
+            raise StorageError(f"listing {url} failed: {e}") from e
