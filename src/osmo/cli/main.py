@@ -8,7 +8,10 @@ import click
 
 from .. import __version__
 from .errors import CliError
+from .misc import login, logout, pool, resource, version
+from .platform import operator, server, standalone
 from .workflow import workflow
+from .workflow_api import COMMANDS as WORKFLOW_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +24,10 @@ def cli(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
 
-cli.add_command(workflow)
+for command in WORKFLOW_COMMANDS:
+    workflow.add_command(command)
+for command in (workflow, standalone, server, operator, login, logout, version, pool, resource):
+    cli.add_command(command)
 
 
 def main() -> None:

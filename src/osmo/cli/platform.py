@@ -1,0 +1,113 @@
+"""Starting the platform: ``osmo standalone``, ``osmo server start``, ``osmo operator start``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from .errors import CliError
+
+
+def _settings(host: str | None, port: int | None):  # type: ignore[no-untyped-def]
+    from ..settings import Settings
+
+    overrides = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    try:
+        return Settings(**overrides)
+    except Exception as exc:
+        raise CliError(f"invalid settings: {exc}") from None
+
+
+def _bind(host: str, port: int):  # type: ignore[no-untyped-def]
+    from ..service.server import BindError, bind
+
+    try:
+        return bind(host, port)
+    except BindError as exc:
+        raise CliError(f"error: {exc}") from None
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 8080; 0 picks a free one).")
+def standalone(host: str | None, port: int | None) -> None:
+    """Run the whole platform on this machine: API, scheduler and a local operator."""
+    from ..standalone import main as run
+
+    settings = _settings(host, port)
+    sock = _bind(settings.host, settings.port)
+
+    def announce(url: str) -> None:
+        click.echo(f"osmo standalone: serving {url} (state in {settings.home})", err=False)
+        click.echo(f"  export OSMO_URL={url}", err=False)
+
+    try:
+        run(settings, sock, announce)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.group()
+def server() -> None:
+    """The control plane."""
+
+
+@server.command(name="start")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 8080).")
+def server_start(host: str | None, port: int | None) -> None:
+    """Run the control plane (operators connect to it)."""
+    from ..service.server import serve
+
+    settings = _settings(host, port)
+    sock = _bind(settings.host, settings.port)
+
+    async def started(service: object, url: str) -> None:
+        click.echo(f"osmo server: serving {url} (state in {settings.home})")
+        if not settings.operator_tokens:
+            click.echo(f"  operator bootstrap token in {settings.home / 'operator-token'}")
+
+    try:
+        asyncio.run(serve(settings, sock, on_started=started))
+    except KeyboardInterrupt:
+        pass
+
+
+@click.group()
+def operator() -> None:
+    """Backend operators: connect compute to a control plane."""
+
+
+@operator.command(name="start")
+@click.option("--server", "server_url", required=True, help="Control plane URL, e.g. http://host:8080.")
+@click.option("--backend", required=True, help="Backend name this operator serves.")
+@click.option("--token-file", required=True, type=click.Path(dir_okay=False), help="File holding the bootstrap token.")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local"]))
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where task folders live (default under OSMO_HOME).")
+def operator_start(server_url: str, backend: str, token_file: str, executor: str, state_dir: str | None) -> None:
+    """Dial out to a control plane and run the tasks it admits to this backend."""
+    from ..operator.connection import Refused
+    from ..operator.runner import make_executor, run_operator
+    from ..settings import Settings
+
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError as exc:
+        raise CliError(f"error: cannot read token file {token_file}: {exc.strerror}") from None
+    if not token:
+        raise CliError(f"error: token file {token_file} is empty")
+    settings = Settings()
+    folder = Path(state_dir) if state_dir else settings.operator_dir / backend
+    click.echo(f"osmo operator: backend {backend} ({executor}) dialing {server_url}")
+    try:
+        asyncio.run(run_operator(server_url, backend, token, make_executor(executor, folder)))
+    except Refused as exc:
+        raise CliError(f"error: the server refused this operator: {exc}") from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,100 @@
+"""Connections to operators: send with acknowledgement, resend after reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from ..protocol import Envelope, NodeInfo
+
+log = logging.getLogger(__name__)
+MAX_PENDING = 100_000
+
+
+class Socket(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+
+@dataclass
+class Link:
+    backend: str
+    socket: Socket | None = None
+    seq: int = 0
+    pending: OrderedDict[str, Envelope] = field(default_factory=OrderedDict)
+    nodes: list[NodeInfo] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_heartbeat: float = 0.0
+    connection_id: int = 0
+
+
+class OperatorHub:
+    def __init__(self) -> None:
+        self.links: dict[str, Link] = {}
+        self._next_connection = 0
+
+    def link(self, backend: str) -> Link:
+        if backend not in self.links:
+            self.links[backend] = Link(backend)
+        return self.links[backend]
+
+    def is_online(self, backend: str) -> bool:
+        link = self.links.get(backend)
+        return link is not None and link.socket is not None
+
+    def connected(self, backend: str) -> bool:
+        return self.is_online(backend)
+
+    async def attach(self, backend: str, socket: Socket, nodes: list[NodeInfo]) -> int:
+        link = self.link(backend)
+        self._next_connection += 1
+        link.connection_id = self._next_connection
+        link.socket = socket
+        link.nodes = list(nodes)
+        # Resend whatever the previous connection left unacknowledged, in order.
+        async with link.lock:
+            for env in list(link.pending.values()):
+                await self._write(link, env)
+        return link.connection_id
+
+    def detach(self, backend: str, connection_id: int) -> None:
+        link = self.links.get(backend)
+        if link is not None and link.connection_id == connection_id:
+            link.socket = None
+
+    async def send(self, backend: str, message: BaseModel) -> None:
+        link = self.link(backend)
+        async with link.lock:
+            link.seq += 1
+            body: dict[str, Any] = message.model_dump(mode="json")
+            env = Envelope(type=body.pop("type"), seq=link.seq, body=body)
+            link.pending[env.id] = env
+            while len(link.pending) > MAX_PENDING:
+                # Reconciliation on reconnect re-derives anything dropped here.
+                link.pending.popitem(last=False)
+            await self._write(link, env)
+
+    async def send_unacked(self, socket: Socket, message: BaseModel) -> None:
+        """A reply that needs no acknowledgement (welcome, refuse, ack)."""
+        body = message.model_dump(mode="json")
+        env = Envelope(type=body.pop("type"), body=body)
+        await socket.send_text(env.model_dump_json())
+
+    def ack(self, backend: str, ids: list[str]) -> None:
+        link = self.links.get(backend)
+        if link is None:
+            return
+        for i in ids:
+            link.pending.pop(i, None)
+
+    async def _write(self, link: Link, env: Envelope) -> None:
+        if link.socket is None:
+            return
+        try:
+            await link.socket.send_text(env.model_dump_json())
+        except Exception as exc:  # the receive loop notices the broken socket and detaches
+            log.info("send to operator %s failed: %s", link.backend, exc)

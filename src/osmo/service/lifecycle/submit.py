@@ -1,0 +1,206 @@
+"""Submission: render and validate a spec, check it against the pool, store it in one go."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from ...spec import SpecError, parse_rendered, render
+from ...spec.graph import order_groups
+from ...spec.model import GroupSpec, WorkflowSpec
+from ..db.models import Group, NameCounter, Pool, Task, Workflow, WorkflowLabel
+from ..errors import Conflict, InvalidSpec, NotFound, ServiceError
+from .engine import Lifecycle
+from .status import TaskStatus, WorkflowStatus
+
+PRIORITIES = {"HIGH": 0, "NORMAL": 1, "LOW": 2}
+SUPPORTED_URL_SCHEMES = ("file://",)
+
+
+@dataclass
+class SubmitRequest:
+    text: str
+    pool: str
+    user: str
+    set_values: dict[str, Any] = field(default_factory=dict)
+    set_string_values: dict[str, Any] = field(default_factory=dict)
+    template_text: str | None = None
+    priority: str = "NORMAL"
+    labels: dict[str, str] = field(default_factory=dict)
+    env_vars: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Limits:
+    max_num_tasks: int
+    max_retry_per_task: int
+    render_timeout: float
+
+
+def spec_error(exc: SpecError) -> InvalidSpec:
+    return InvalidSpec(
+        exc.summary() if len(exc.issues) == 1 else f"{len(exc.issues)} errors in workflow spec",
+        [i.to_dict() for i in exc.issues],
+    )
+
+
+def check_runnable(spec: WorkflowSpec) -> None:
+    """Reject what this server cannot run yet, with the task and key, before storing anything."""
+    errors: list[dict[str, Any]] = []
+    for task in spec.tasks:
+        for idx, i in enumerate(task.inputs):
+            if i.kind == "url" and i.url and not i.url.startswith(SUPPORTED_URL_SCHEMES):
+                errors.append({"message": f"task {task.name!r}: input url {i.url!r}: storage scheme not supported by this server (supported: {', '.join(SUPPORTED_URL_SCHEMES)})", "task": task.name, "key": f"inputs[{idx}].url", "line": None, "column": None})
+            if i.kind == "dataset":
+                errors.append({"message": f"task {task.name!r}: dataset inputs need a dataset bucket, and none is configured on this server", "task": task.name, "key": f"inputs[{idx}].dataset", "line": None, "column": None})
+        for idx, o in enumerate(task.outputs):
+            if o.kind == "url" and o.url and not o.url.startswith(SUPPORTED_URL_SCHEMES):
+                errors.append({"message": f"task {task.name!r}: output url {o.url!r}: storage scheme not supported by this server (supported: {', '.join(SUPPORTED_URL_SCHEMES)})", "task": task.name, "key": f"outputs[{idx}].url", "line": None, "column": None})
+            if o.kind == "dataset":
+                errors.append({"message": f"task {task.name!r}: dataset outputs need a dataset bucket, and none is configured on this server", "task": task.name, "key": f"outputs[{idx}].dataset", "line": None, "column": None})
+        for idx, f in enumerate(task.files):
+            if f.localpath is not None:
+                errors.append({"message": f"task {task.name!r}: file {f.path!r} uses localpath {f.localpath!r}, which the client must inline before submitting", "task": task.name, "key": f"files[{idx}].localpath", "line": None, "column": None})
+    if errors:
+        raise InvalidSpec(errors[0]["message"] if len(errors) == 1 else f"{len(errors)} errors in workflow spec", errors)
+
+
+async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[WorkflowSpec, str]:
+    """The validated spec and its rendered text (raises ``ServiceError`` subclasses)."""
+    if req.priority not in PRIORITIES:
+        raise ServiceError(f"invalid priority {req.priority!r}; use HIGH, NORMAL or LOW")
+    try:
+        rendered = render(
+            req.text, req.set_values, req.set_string_values, max_seconds=limits.render_timeout
+        )
+        result = parse_rendered(rendered, max_num_tasks=limits.max_num_tasks)
+    except SpecError as exc:
+        raise spec_error(exc) from None
+    async with lc.sessions() as session:
+        pool = await session.get(Pool, req.pool)
+        if pool is None:
+            names = (await session.execute(select(Pool.name).order_by(Pool.name))).scalars().all()
+            raise NotFound(f"pool {req.pool!r} does not exist; available pools: {', '.join(names) or 'none'}")
+    check_runnable(result.spec)
+    return result.spec, rendered.text
+
+
+async def _next_seq(session: Any, name: str) -> int:
+    row = (
+        await session.execute(
+            update(NameCounter).where(NameCounter.name == name).values(last=NameCounter.last + 1).returning(NameCounter.last)
+        )
+    ).scalar_one_or_none()
+    if row is not None:
+        return int(row)
+    session.add(NameCounter(name=name, last=1))
+    await session.flush()
+    return 1
+
+
+async def store(
+    lc: Lifecycle,
+    spec: WorkflowSpec,
+    *,
+    rendered: str,
+    template: str,
+    pool: str,
+    priority: str,
+    user: str,
+    labels: dict[str, str],
+    env_vars: dict[str, str],
+    limits: Limits,
+    parent: str | None = None,
+) -> str:
+    """Insert the workflow with all its groups and tasks in one transaction; returns its id."""
+    now = time.time()
+    async with lc.txn() as (session, fx):
+        seq = await _next_seq(session, spec.name)
+        wf_id = f"{spec.name}-{seq}"
+        merged_labels = {**spec.labels, **labels}
+        wf = Workflow(
+            workflow_id=wf_id, name=spec.name, seq=seq, status=WorkflowStatus.PENDING.value,
+            pool=pool, priority=priority, submitted_by=user, submitted_at=now,
+            spec_json=spec.model_dump_json(), rendered_spec=rendered, template_spec=template,
+            labels=merged_labels, env_vars=env_vars, parent_workflow_id=parent,
+            exec_timeout=spec.timeout.exec_timeout, queue_timeout=spec.timeout.queue_timeout,
+            max_retry_per_task=limits.max_retry_per_task,
+        )
+        session.add(wf)
+        await session.flush()
+        for k, v in merged_labels.items():
+            session.add(WorkflowLabel(workflow_pk=wf.pk, key=k, value=v))
+        rank = PRIORITIES[priority]
+        group_rows = [
+            {
+                "workflow_pk": wf.pk, "name": g.name, "position": i,
+                "status": (TaskStatus.WAITING if g.upstream else TaskStatus.SCHEDULING).value,
+                "upstream": g.upstream, "lead_task": g.lead.name, "barrier": g.barrier,
+                "ignore_nonlead": g.ignore_nonlead_status, "pool": pool, "priority_rank": rank,
+                "submitted_at": now, "queued_at": None if g.upstream else now,
+            }
+            for i, g in enumerate(spec.groups)
+        ]
+        result = await session.execute(insert(Group).returning(Group.pk, Group.name), group_rows)
+        pks = {name: pk for pk, name in result.all()}
+        task_rows = [
+            {
+                "workflow_pk": wf.pk, "group_pk": pks[g.name], "name": t.name, "retry_id": 0,
+                "status": (TaskStatus.WAITING if g.upstream else TaskStatus.SCHEDULING).value,
+                "lead": t.lead, "created_at": now,
+            }
+            for g in spec.groups
+            for t in g.tasks
+        ]
+        await session.execute(insert(Task), task_rows)
+        lc.event(session, wf, f"submitted by {user} to pool {pool} with priority {priority}")
+        fx.wake_scheduler = True
+        fx.changed_workflows.add(wf_id)
+    return wf_id
+
+
+async def submit(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> str:
+    spec, rendered = await validate(lc, req, limits)
+    return await store(
+        lc, spec, rendered=rendered, template=req.template_text or req.text, pool=req.pool,
+        priority=req.priority, user=req.user, labels=req.labels, env_vars=req.env_vars, limits=limits,
+    )
+
+
+async def restart(lc: Lifecycle, workflow_id: str, user: str, pool: str | None, limits: Limits) -> str:
+    """A new workflow of the groups that did not complete, reading completed outputs of the old one."""
+    async with lc.sessions() as session:
+        old = (await session.execute(select(Workflow).where(Workflow.workflow_id == workflow_id))).scalar_one_or_none()
+        if old is None:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        status = WorkflowStatus(old.status)
+        if not status.finished or status == WorkflowStatus.COMPLETED:
+            raise Conflict(f"workflow {workflow_id} is {old.status}; only failed workflows can be restarted")
+        statuses = dict((await session.execute(select(Group.name, Group.status).where(Group.workflow_pk == old.pk))).all())
+        spec, _, _ = await lc.specs.get(session, old.pk, old.spec_json)
+        target_pool = pool or old.pool
+        if await session.get(Pool, target_pool) is None:
+            raise NotFound(f"pool {target_pool!r} does not exist")
+    completed_tasks = {t.name for g in spec.groups if statuses.get(g.name) == TaskStatus.COMPLETED.value for t in g.tasks}
+    groups: list[GroupSpec] = []
+    for g in spec.groups:
+        if statuses.get(g.name) == TaskStatus.COMPLETED.value:
+            continue
+        new_group = g.model_copy(deep=True)
+        for t in new_group.tasks:
+            for i in t.inputs:
+                if i.kind == "task" and i.workflow_id is None and i.task in completed_tasks:
+                    i.workflow_id = old.workflow_id
+        groups.append(new_group)
+    problems, ordered = order_groups(groups, spec.declared_as)
+    if problems:
+        raise ServiceError(f"cannot restart {workflow_id}: {problems[0][0]}")
+    new_spec = spec.model_copy(update={"groups": ordered})
+    return await store(
+        lc, new_spec, rendered=old.rendered_spec, template=old.template_spec, pool=target_pool,
+        priority=old.priority, user=user, labels=dict(old.labels or {}), env_vars=dict(old.env_vars or {}),
+        limits=limits, parent=old.workflow_id,
+    )
