@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 import threading
 import time
 import types
@@ -133,25 +134,54 @@ _ENV = _Sandbox(
 
 @contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Bound rendering time with a timer signal when we own the main thread.
+    """Bound rendering time.
 
-    Servers render in worker processes (see ``osmo.spec.sandbox``) whose main thread runs this,
-    so the bound holds there too; in other threads only the output-size bound applies.
+    In the main thread a timer signal interrupts the render (any timer already armed, e.g.
+    by a test runner, is re-armed afterwards). Other threads cannot receive signals, so there
+    a trace function on the template's own frames checks the deadline line by line.
     """
-    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+    if seconds <= 0:
         yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        with _traced_deadline(seconds):
+            yield
         return
 
     def _expire(signum: int, frame: types.FrameType | None) -> None:
         raise RenderTimeout()
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if previous_delay > 0:
+            remaining = previous_delay - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.001), previous_interval)
+
+
+@contextmanager
+def _traced_deadline(seconds: float) -> Iterator[None]:
+    deadline = time.monotonic() + seconds
+
+    def _check(frame: types.FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise RenderTimeout()
+        return _check
+
+    def _on_call(frame: types.FrameType, event: str, arg: Any) -> Any:
+        return _check if frame.f_code.co_filename == TEMPLATE_NAME else None
+
+    previous = sys.gettrace()
+    sys.settrace(_on_call)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -241,6 +271,7 @@ class LineMap:
 
     def __init__(self, template_lines: list[str], rendered_lines: list[str], exact: bool):
         self._map: list[int] | None = None
+        self._n_lines = len(template_lines)
         if exact:
             return
         patterns: list[tuple[int, re.Pattern[str]]] = []
@@ -271,9 +302,12 @@ class LineMap:
         self._map = mapping
 
     def original(self, rendered_line: int) -> int:
-        if self._map is None or not 1 <= rendered_line <= len(self._map):
-            return rendered_line
-        return self._map[rendered_line - 1]
+        """The file's line; positions past the end (YAML reports end of file as the line after
+        the last) are the file's last line."""
+        line = rendered_line
+        if self._map is not None and self._map:
+            line = self._map[min(max(rendered_line, 1), len(self._map)) - 1]
+        return min(max(line, 1), self._n_lines) if self._n_lines else line
 
 
 def render(
@@ -347,7 +381,7 @@ def render(
     if not used_jinja:
         # Tokens come out in one form (``{{input:0}}``) whether or not the file uses Jinja.
         rendered = _restore_tokens(protected, tokens)
-        return Rendered(rendered, default_values, variables, LineMap([], [], True), False)
+        return Rendered(rendered, default_values, variables, LineMap(body_lines, [], True), False)
 
     try:
         ast = _ENV.parse(protected)
