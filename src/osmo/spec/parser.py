@@ -1354,6 +1354,16 @@ def _position(rendered: Rendered, offset: int) -> tuple[int, int]:
     return line, offset - (before.rfind("\n") + 1) + 1
 
 
+def _mark_position(rendered: Rendered, mark: Any) -> tuple[int, int]:
+    """(line, column) in the user's file of a YAML mark; the end of the text (which YAML
+    reports as the line after the last) is the end of the last line that has content."""
+    if mark.line >= rendered.text.count("\n"):
+        lines = rendered.text.rstrip().splitlines()
+        if lines and mark.line >= len(lines):
+            return rendered.line_map.original(len(lines)), len(lines[-1]) + 1
+    return rendered.line_map.original(mark.line + 1), mark.column + 1
+
+
 def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> ParseResult:
     """Validate rendered text into a ``WorkflowSpec`` (raises ``SpecError``)."""
     try:
@@ -1363,12 +1373,12 @@ def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> P
         problem = exc.problem or exc.context or "invalid YAML"
         context = exc.context_mark
         if exc.problem_mark is not None and exc.context and context is not None:
-            where = rendered.line_map.original(context.line + 1)
-            problem += f" ({exc.context} at line {where}, column {context.column + 1})"
-        line = rendered.line_map.original(mark.line + 1) if mark else None
-        raise SpecError(
-            [SpecIssue(f"YAML syntax error: {problem}", line, mark.column + 1 if mark else None)]
-        ) from None
+            where, at = _mark_position(rendered, context)
+            problem += f" ({exc.context} at line {where}, column {at})"
+        position: tuple[int | None, int | None] = (None, None)
+        if mark is not None:
+            position = _mark_position(rendered, mark)
+        raise SpecError([SpecIssue(f"YAML syntax error: {problem}", *position)]) from None
     except yaml.reader.ReaderError as exc:
         line, column = _position(rendered, exc.position)
         char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
