@@ -224,7 +224,7 @@ def _guarded_names(ast: jinja2.nodes.Template) -> set[str]:
     return names
 
 
-_ATTRIBUTE_RE = re.compile(r"attribute '([^']+)'")
+_ATTRIBUTE_RE = re.compile(r"(?:attribute|named) '([^']+)'")
 _TAG_RE = re.compile(r"\{\{.*?(\}\}|$)|\{%.*?(%\}|$)")
 
 
@@ -345,6 +345,13 @@ def render(
                 )
             )
             loaded = None
+        except ValueError as exc:  # a number too long to convert, a lone surrogate, ...
+            issues.append(
+                SpecIssue(
+                    f"invalid value in default-values: {exc}", start + 1, 1, key="default-values"
+                )
+            )
+            loaded = None
         if isinstance(loaded, dict):
             values = loaded.get("default-values")
             if values is None:
@@ -385,8 +392,10 @@ def render(
 
     try:
         ast = _ENV.parse(protected)
+        code = _ENV.compile(ast, filename=TEMPLATE_NAME)  # e.g. "No filter named 'x'."
     except jinja2.TemplateSyntaxError as exc:
-        column = _tag_column(lines, exc.lineno)
+        named = _ATTRIBUTE_RE.search(exc.message or "")
+        column = _tag_column(lines, exc.lineno, named.group(1) if named else None)
         raise SpecError(
             [SpecIssue(f"template syntax error: {exc.message}", exc.lineno, column, key="template")]
         ) from None
@@ -414,7 +423,6 @@ def render(
             )
         issues.sort(key=lambda i: (i.line is None, i.line or 0, i.column or 0, i.message))
         raise SpecError(issues)
-    code = _ENV.compile(ast, filename=TEMPLATE_NAME)
     template = jinja2.Template.from_code(_ENV, code, _ENV.make_globals(None), None)
 
     out: list[str] = []
