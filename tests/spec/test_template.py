@@ -320,6 +320,12 @@ def test_default_values_section_is_validated() -> None:
     assert errors("default-values:\n  a: [1\nworkflow:\n  name: x\n") == [
         "f:3:1: YAML syntax error in default-values: did not find expected ',' or ']'"
     ]
+    digits = "9" * 5000
+    assert errors(f"default-values:\n  a: {digits}\nworkflow:\n  name: x\n") == [
+        "f:1:1: invalid value in default-values: Exceeds the limit (4300 digits) for integer "
+        "string conversion: value has 5000 digits; use sys.set_int_max_str_digits() to "
+        "increase the limit"
+    ]
 
 
 # ---- rendering on the text -----------------------------------------------------------------
