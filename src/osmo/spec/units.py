@@ -6,7 +6,7 @@ import re
 
 _BINARY = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5}
 _SIZE_RE = re.compile(r"^([0-9]{1,30})(Ki|Mi|Gi|Ti|Pi)?$")
-_DECIMAL_HINT_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtTpP])([bBiI]?)$")
+_DECIMAL_HINT_RE = re.compile(r"^([0-9]{1,30}(?:\.[0-9]{1,30})?)\s*([kKmMgGtTpP])([bBiI]?)$")
 _DURATION_RE = re.compile(r"^([0-9]{1,30})([smhd])$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WHOLE_RE = re.compile(r"[0-9]{1,30}")
@@ -49,6 +49,8 @@ def parse_size(value: object) -> int:
                     f"size {value!r} is not a whole number; use whole numbers with binary "
                     f"units Ki, Mi, Gi, Ti (e.g. {suggestion})"
                 )
+        elif f"{hint.group(2)}{hint.group(3)}" == unit:  # only the space is wrong
+            raise UnitError(f"size {value!r} must be written without spaces (e.g. {suggestion})")
         raise UnitError(
             f"size {value!r} uses decimal or unknown units; use binary units "
             f"Ki, Mi, Gi, Ti (e.g. {suggestion})"
