@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -46,6 +47,12 @@ def _procs_with_arg(marker: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def _kill_all(marker: str) -> None:
+    for pid in _procs_with_arg(marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_hello_world(runner: Runner) -> None:
@@ -384,12 +391,30 @@ def test_fallback_mode_sigterm_kills_the_process_group(
     monkeypatch.setenv("OSMO_SANDBOX", "none")
     marker = f"{3000 + uuid.uuid4().int % 1000}.25"
     td = runner.start(kill_grace_seconds=1, **sh(f"(sh -c 'sleep {marker}') & echo up; wait"))
-    wait_for(lambda: "up" in log_text(td), what="task output")
-    wait_for(lambda: len(_procs_with_arg(marker)) >= 1, what="sleep running")
-    assert signal_task(td)
-    st = wait_done(td)
-    assert st.exit is not None and st.exit.terminated and st.exit.exit_code == 143
-    wait_for(lambda: not _procs_with_arg(marker), timeout=20, what="no sleep left")
+    try:
+        wait_for(lambda: "up" in log_text(td), what="task output")
+        wait_for(lambda: len(_procs_with_arg(marker)) >= 1, what="sleep running")
+        assert signal_task(td)
+        st = wait_done(td)
+        assert st.exit is not None and st.exit.terminated and st.exit.exit_code == 143
+        wait_for(lambda: not _procs_with_arg(marker), timeout=20, what="no sleep left")
+    finally:
+        _kill_all(marker)  # without a pid namespace, a failed test could leave it behind
+
+
+def test_fallback_mode_command_dies_with_its_supervisor(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OSMO_SANDBOX", "none")
+    marker = f"{3000 + uuid.uuid4().int % 1000}.75"
+    td = runner.start(command=["sleep", marker])
+    try:
+        wait_for(lambda: len(_procs_with_arg(marker)) == 1, what="sleep running")
+        kill_supervisor(td)
+        wait_for(lambda: read_status(td).lost, what="lost status")
+        wait_for(lambda: not _procs_with_arg(marker), timeout=20, what="sleep killed")
+    finally:
+        _kill_all(marker)
 
 
 def test_write_task_then_status_before_spawn(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ The operator's side of it:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .control import (
     TaskStatus,
     read_exit,
@@ -26,7 +28,20 @@ from .control import (
 from .launch import FileSpec, InputSource, TaskLaunch
 from .taskdir import ExitInfo, TaskDir
 from .tokens import TokenContext, TokenError, substitute
-from .zygote import ZygoteClient, ZygoteError
+
+if TYPE_CHECKING:
+    from .zygote import ZygoteClient, ZygoteError
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so that `python -m osmo.runtime.zygote` / `.supervisor` do not find
+    # their own module already imported by this package (runpy warns about that).
+    if name in ("ZygoteClient", "ZygoteError"):
+        from . import zygote
+
+        return getattr(zygote, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ExitInfo",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -148,6 +150,8 @@ class Supervisor:
         terminated = False
         self._set_handlers(self._raise_terminated)
         try:
+            if _early_signal:
+                raise Terminated(_early_signal[0])
             write_state(td, "initializing")
             launch = self._load()
             self.mode = sandbox_mode()
@@ -310,6 +314,8 @@ class Supervisor:
                     cwd=td.home if self.mode == "none" else td.root,
                     start_new_session=True,
                     pass_fds=(self._status_w,) if self.mode == "bwrap" else (),
+                    # bwrap has --die-with-parent; without it the command is tied to us here.
+                    preexec_fn=_die_with_parent(os.getpid()) if self.mode == "none" else None,
                 )
             except FileNotFoundError:
                 _append_log(td, f"command not found: {argv[0]}")
@@ -450,6 +456,22 @@ class Supervisor:
         return RunResult(_signal_exit_code(status), self.term_signal is not None)
 
 
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec_fn: SIGKILL the child if the supervisor dies (only in fallback mode, where
+    it costs a real fork instead of vfork)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _killpg(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -490,12 +512,21 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def detach(task_dir: str | os.PathLike[str]) -> int:
-    """Double-fork a supervisor for ``task_dir`` into its own session; returns its pid.
+@dataclass
+class PendingSpawn:
+    """A supervisor being forked: its pid and claim arrive on ``fd`` (see ``finish_detached``)."""
 
-    The supervisor claims the task dir (writes supervisor.json) before its pid is returned, so
-    a caller can rely on supervisor.json once this returns. Raises RuntimeError if it could not
-    (e.g. the task dir already has a supervisor).
+    task_dir: Path
+    intermediate: int
+    fd: int
+
+
+def start_detached(task_dir: str | os.PathLike[str]) -> PendingSpawn:
+    """Fork a supervisor for ``task_dir`` into its own session, without waiting for it.
+
+    Double fork: the intermediate child exits at once, so the supervisor is nobody's child
+    (init reaps it) and outlives whoever asked for it. Read ``fd`` to EOF and pass the bytes to
+    ``finish_detached``; the zygote does that for many spawns at once.
     """
     td = TaskDir(task_dir)
     sys.stdout.flush()
@@ -508,48 +539,75 @@ def detach(task_dir: str | os.PathLike[str]) -> int:
             os.setsid()
             if os.fork() == 0:
                 _supervisor_child(td, w)  # never returns
-            os._exit(0)
         finally:
-            os._exit(1)
+            os._exit(0)
     os.close(w)
-    try:
-        with os.fdopen(r, "rb") as f:
-            reply = f.read()
-    finally:
-        os.waitpid(first, 0)
+    return PendingSpawn(td.root, first, r)
+
+
+def finish_detached(pending: PendingSpawn, reply: bytes) -> int:
+    """The supervisor's pid, once ``pending.fd`` reached EOF with ``reply``; closes the fd.
+
+    Raises RuntimeError if the supervisor could not claim the task dir (e.g. it already had a
+    supervisor) or died first.
+    """
+    os.close(pending.fd)
+    # EOF means the intermediate has exited too (it held the pipe), so this does not block.
+    os.waitpid(pending.intermediate, 0)
     try:
         msg = json.loads(reply)
     except ValueError:
-        raise RuntimeError(f"supervisor for {td.root} died before starting") from None
+        raise RuntimeError(f"supervisor for {pending.task_dir} died before starting") from None
     if "pid" not in msg:
         raise RuntimeError(str(msg.get("error", "supervisor failed to start")))
     return int(msg["pid"])
 
 
+def detach(task_dir: str | os.PathLike[str]) -> int:
+    """Start a detached supervisor for ``task_dir`` and return its pid.
+
+    supervisor.json exists when this returns (the supervisor claims the dir before replying).
+    """
+    pending = start_detached(task_dir)
+    chunks = []
+    while chunk := os.read(pending.fd, 4096):
+        chunks.append(chunk)
+    return finish_detached(pending, b"".join(chunks))
+
+
+_early_signal: list[int] = []
+
+
+def _record_early_signal(signum: int, _frame: FrameType | None) -> None:
+    _early_signal.append(signum)
+
+
 def _supervisor_child(td: TaskDir, report_fd: int) -> None:
-    """Body of the detached supervisor: claim, report our pid, run, and _exit."""
+    """Body of the detached supervisor: claim, report, detach from inherited state, run."""
     code = 1
     try:
+        # A stop request may come as soon as our pid is out: remember it for Supervisor.run.
+        signal.signal(signal.SIGTERM, _record_early_signal)
+        signal.signal(signal.SIGINT, _record_early_signal)
         try:
             td.root.mkdir(parents=True, exist_ok=True)
-            redirect_stdio(td)
-            # Nothing of the parent's (operator/zygote pipes, sockets) may be held open.
-            os.closerange(3, report_fd)
-            os.closerange(report_fd + 1, 65536)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            configure_logging()
             ok = claim(td)
             reply = {"pid": os.getpid()} if ok else {"error": f"{td.root} already has a supervisor"}
         except BaseException as e:
             reply = {"error": f"supervisor set-up failed: {e!r}"}
             ok = False
+        # Reply first (the requester is waiting), then shed what we inherited.
         os.write(report_fd, json.dumps(reply).encode())
         os.close(report_fd)
-        if ok:
-            Supervisor(td).run()
-            code = 0
+        if not ok:
+            return
+        redirect_stdio(td)
+        # Nothing of the parent's (operator/zygote pipes, sockets) may be held open.
+        os.closerange(3, 65536)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        configure_logging()
+        Supervisor(td).run()
+        code = 0
     except BaseException:
         traceback.print_exc()
     finally:

@@ -91,10 +91,24 @@ class TaskDir:
         return self.root / "files"
 
 
+def _tmp_name(path: Path) -> str:
+    return f"{path.parent}/.{path.name}.{os.getpid()}.tmp"
+
+
+def _write_new(name: str, data: Any) -> None:
+    # One write() of the whole document: these files are written on every task's hot path.
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(json.dumps(data).encode())
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
+    tmp = _tmp_name(path)
+    _write_new(tmp, data)
     os.replace(tmp, path)
 
 
@@ -103,9 +117,8 @@ def write_json_exclusive(path: Path, data: Any) -> bool:
 
     link() fails on an existing target, which makes this a lock as well as an atomic write.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
+    tmp = _tmp_name(path)
+    _write_new(tmp, data)
     try:
         os.link(tmp, path)
     except FileExistsError:

@@ -10,8 +10,9 @@ and sends it one JSON line per task on stdin::
     -> {"id": 8, "pid": <zygote pid>, "sandbox": "bwrap"}
 
 On start it prints ``{"ready": true, "pid": ..., "sandbox": ...}`` once the sandbox probe is done.
-Each supervisor is double-forked into its own session with every inherited descriptor closed, so
-it outlives the zygote and the operator (even SIGKILL of both). The zygote exits at EOF on stdin.
+Replies may come out of order (match them by ``id``): spawns overlap. Each supervisor is
+double-forked into its own session with every inherited descriptor closed, so it outlives the
+zygote and the operator (even SIGKILL of both). The zygote exits at EOF on stdin.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import gc
 import json
 import logging
 import os
+import selectors
 import sys
 from typing import Any
 
 from .sandbox import sandbox_mode
-from .supervisor import detach
+from .supervisor import PendingSpawn, finish_detached, start_detached
 
 log = logging.getLogger("osmo.runtime.zygote")
 
@@ -39,19 +41,29 @@ class ZygoteError(Exception):
 # Server
 
 
-def _handle(req: dict[str, Any]) -> dict[str, Any]:
+def _reply(body: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(body) + "\n")
+    sys.stdout.flush()
+
+
+def _start(req: dict[str, Any], rid: Any) -> PendingSpawn | None:
+    """Begin a request; returns a pending spawn, or None if it was answered at once."""
     op = req.get("op", "spawn")
-    if op == "spawn":
-        task_dir = req.get("task_dir")
-        if not isinstance(task_dir, str) or not os.path.isabs(task_dir):
-            return {"error": f"task_dir must be an absolute path, got {task_dir!r}"}
-        try:
-            return {"pid": detach(task_dir)}
-        except (RuntimeError, OSError) as e:
-            return {"error": str(e)}
     if op == "ping":
-        return {"pid": os.getpid(), "sandbox": sandbox_mode()}
-    return {"error": f"unknown op {op!r}"}
+        _reply({"id": rid, "pid": os.getpid(), "sandbox": sandbox_mode()})
+        return None
+    if op != "spawn":
+        _reply({"id": rid, "error": f"unknown op {op!r}"})
+        return None
+    task_dir = req.get("task_dir")
+    if not isinstance(task_dir, str) or not os.path.isabs(task_dir):
+        _reply({"id": rid, "error": f"task_dir must be an absolute path, got {task_dir!r}"})
+        return None
+    try:
+        return start_detached(task_dir)
+    except OSError as e:
+        _reply({"id": rid, "error": f"fork failed: {e}"})
+        return None
 
 
 def serve() -> int:
@@ -61,23 +73,51 @@ def serve() -> int:
     mode = sandbox_mode()  # probe once here; every forked supervisor inherits the result
     gc.collect()
     gc.freeze()  # keep the collector from touching (and so copying) inherited pages
-    out = sys.stdout
-    out.write(json.dumps({"ready": True, "pid": os.getpid(), "sandbox": mode}) + "\n")
-    out.flush()
-    for raw in sys.stdin.buffer:
-        if not raw.strip():
-            continue
-        try:
-            req = json.loads(raw)
-            if not isinstance(req, dict):
-                raise ValueError("request must be a JSON object")
-        except ValueError as e:
-            reply: dict[str, Any] = {"error": f"bad request: {e}"}
-        else:
-            reply = _handle(req)
-            reply["id"] = req.get("id")
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+    _reply({"ready": True, "pid": os.getpid(), "sandbox": mode})
+    # One loop over stdin and the reply pipes of supervisors being started: the next fork
+    # does not wait for the previous supervisor to finish claiming its task dir.
+    sel = selectors.DefaultSelector()
+    stdin = sys.stdin.fileno()
+    sel.register(stdin, selectors.EVENT_READ)
+    pending: dict[int, tuple[Any, PendingSpawn, list[bytes]]] = {}
+    buf = b""
+    eof = False
+    while not eof or pending:
+        for key, _ in sel.select():
+            if key.fd == stdin:
+                chunk = os.read(stdin, 65536)
+                if not chunk:
+                    eof = True
+                    sel.unregister(stdin)
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    if not raw.strip():
+                        continue
+                    try:
+                        req = json.loads(raw)
+                        if not isinstance(req, dict):
+                            raise ValueError("request must be a JSON object")
+                    except ValueError as e:
+                        _reply({"id": None, "error": f"bad request: {e}"})
+                        continue
+                    rid = req.get("id")
+                    spawn = _start(req, rid)
+                    if spawn is not None:
+                        pending[spawn.fd] = (rid, spawn, [])
+                        sel.register(spawn.fd, selectors.EVENT_READ)
+            else:
+                rid, spawn, chunks = pending[key.fd]
+                data = os.read(key.fd, 4096)
+                if data:
+                    chunks.append(data)
+                    continue
+                sel.unregister(key.fd)
+                del pending[key.fd]
+                try:
+                    _reply({"id": rid, "pid": finish_detached(spawn, b"".join(chunks))})
+                except RuntimeError as e:
+                    _reply({"id": rid, "error": str(e)})
     return 0
 
 
