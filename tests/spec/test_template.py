@@ -402,6 +402,27 @@ def test_special_tokens_survive_rendering(token: str) -> None:
     assert parse_workflow(text).spec.tasks[1].command == ["echo", token, "2"]
 
 
+def test_token_at_the_end_of_a_line_before_a_trimming_tag() -> None:
+    """``{%-`` strips whitespace before it; the token right before it must survive."""
+    text = (
+        "default-values: {extra: true}\n"
+        "workflow:\n"
+        "  name: t\n"
+        "  tasks:\n"
+        "  - name: a\n"
+        "    image: x\n"
+        "    command:\n"
+        "    - --out={{output}}\n"
+        "{%- if extra %}\n"
+        "    - --run={{workflow_id}}\n"
+        "{%- endif %}\n"
+    )
+    assert parse_workflow(text).spec.tasks[0].command == [
+        "--out={{output}}",
+        "--run={{workflow_id}}",
+    ]
+
+
 def test_tokens_come_out_normalized_with_or_without_jinja() -> None:
     plain = task_file("'{{ output }}/x'")
     templated = task_file("'{{ output }}/{{ 1 }}'")

@@ -29,8 +29,9 @@ import yaml
 from .errors import SpecError, SpecIssue
 
 TOKEN_RE = re.compile(r"\{\{\s*(workflow_id|output|uuid|input:[^{}\s]+|host:[^{}\s]+)\s*\}\}")
-_PLACEHOLDER = "\x1eosmotok{}\x1e"
-_PLACEHOLDER_RE = re.compile("\x1eosmotok([0-9]{1,9})\x1e")
+# Private-use characters: not whitespace, so ``{%-`` trimming cannot eat part of a placeholder.
+_PLACEHOLDER = "\ue000osmotok{}\ue001"
+_PLACEHOLDER_RE = re.compile("\ue000osmotok([0-9]{1,9})\ue001")
 _SECTION_RE = re.compile(r"""^(?:"([^"]*)"|'([^']*)'|([A-Za-z_][\w.-]*))\s*:(?:\s|$)""")
 TOP_LEVEL_KEYS = ("version", "workflow", "default-values")
 TEMPLATE_NAME = "<workflow>"
