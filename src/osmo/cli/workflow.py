@@ -56,10 +56,8 @@ def validate(
     from ..spec.localfiles import inline_localpaths
 
     if not offline:
-        raise CliError(
-            "validation against a server is not available in this build; "
-            "use 'osmo workflow validate --offline FILE'"
-        )
+        _validate_on_server(file, set_, set_string, pool, label, format_type)
+        return
     text = _read_spec(file)
     try:
         set_values = parse_set_values(list(set_), as_string=False, flag="--set")
@@ -87,3 +85,36 @@ def validate(
         )
     else:
         click.echo(f"valid: {spec.summary()}")
+
+
+def _validate_on_server(
+    file: str,
+    set_: tuple[str, ...],
+    set_string: tuple[str, ...],
+    pool: str | None,
+    label: tuple[str, ...],
+    format_type: str,
+) -> None:
+    """Server-side validation: everything offline checks, plus the pool and server limits."""
+    from .connect import api
+    from .workflow_api import inline_localpaths
+
+    text = _read_spec(file)
+    template = None
+    inlined = inline_localpaths(file, text, set_, set_string)
+    if inlined is not None:
+        template, text = text, inlined
+        set_ = set_string = ()
+    with api(file) as c:
+        result = c.submit(
+            pool or "default", text, set_values=list(set_), set_strings=list(set_string),
+            template=template, labels=list(label), validation_only=True,
+        )
+    if format_type == "json":
+        click.echo(json.dumps({k: result[k] for k in ("valid", "name", "groups", "tasks")}))
+    else:
+        g, t = result["groups"], result["tasks"]
+        click.echo(
+            f"valid: workflow {result['name']}: {g} group{'s' if g != 1 else ''}, "
+            f"{t} task{'s' if t != 1 else ''} (checked by the server for pool {pool or 'default'})"
+        )

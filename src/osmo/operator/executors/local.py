@@ -194,6 +194,7 @@ class LocalExecutor(Executor):
         gate = group.barrier and len(group.tasks) > 1
         hosts = {t.task: "127.0.0.1" for t in group.tasks}
         state = self.groups.setdefault(gkey, GroupState())
+        fresh: list[tuple[Tracked, TaskLaunch]] = []
         for spec in group.tasks:
             k = _key(spec)
             path = self.root / spec.workflow_id / spec.task / str(spec.retry_id)
@@ -207,16 +208,21 @@ class LocalExecutor(Executor):
                 output_url=spec.output_url, barrier=gate, hosts=hosts, image=spec.image,
                 kill_grace_seconds=self.kill_grace,
             )
-            tracked = Tracked(ref=TaskRef(workflow_id=spec.workflow_id, task=spec.task, retry_id=spec.retry_id), path=path, group=gkey, barrier=gate, lead=spec.lead)
-            try:
-                write_task(path, launch)
-                await self.zygote.spawn(path)
-            except Exception as exc:
-                log.exception("could not start task %s", _key_str(k))
-                path.mkdir(parents=True, exist_ok=True)
-                write_exit_for_lost(path, 3003, f"could not start the task: {exc}")
+            ref = TaskRef(workflow_id=spec.workflow_id, task=spec.task, retry_id=spec.retry_id)
+            tracked = Tracked(ref=ref, path=path, group=gkey, barrier=gate, lead=spec.lead)
+            # Register the whole group before spawning anything: the barrier must not be
+            # released while only part of the group is known.
             self.tasks[k] = tracked
             state.members.add(k)
+            fresh.append((tracked, launch))
+        for tracked, launch in fresh:
+            try:
+                write_task(tracked.path, launch)
+                await self.zygote.spawn(tracked.path)
+            except Exception as exc:
+                log.exception("could not start task %s", _key_str(_key(tracked.ref)))
+                tracked.path.mkdir(parents=True, exist_ok=True)
+                write_exit_for_lost(tracked.path, 3003, f"could not start the task: {exc}")
         self._wake.set()
 
     async def stop(self, refs: list[TaskRef], reason: str) -> None:
