@@ -28,9 +28,33 @@ _CONSTRUCTOR = _Constructor()
 _MERGE = "tag:yaml.org,2002:merge"
 
 
+_RESOLVED: dict[str, str] = {}  # plain scalar text -> implicit tag (bounded cache)
+_MAX_RESOLVED = 20_000
+
+
+class _SpecLoader(Loader):  # type: ignore[misc,valid-type]
+    """libyaml's loader with a cache for implicit scalar tags.
+
+    Resolving a plain scalar's tag (int? bool? null?) runs a list of regexes in Python for
+    every scalar; spec files repeat the same few scalars thousands of times.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not ScalarNode or self.yaml_path_resolvers:
+            return super().resolve(kind, value, implicit)
+        if not implicit[0]:  # quoted: always a string
+            return self.DEFAULT_SCALAR_TAG
+        tag = _RESOLVED.get(value)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_RESOLVED) < _MAX_RESOLVED and len(value) <= 100:
+                _RESOLVED[value] = tag
+        return tag
+
+
 def compose(text: str) -> Node | None:
     """The single document's node tree (raises ``yaml.YAMLError``)."""
-    return yaml.compose(text, Loader=Loader)
+    return yaml.compose(text, Loader=_SpecLoader)
 
 
 def scalar_value(node: ScalarNode) -> Any:
@@ -89,10 +113,11 @@ def mapping_items(node: MappingNode) -> list[tuple[Node, Node]]:
     report them. The node tree is not modified. A ``<<`` whose value is not a mapping or a list
     of mappings is kept as an ordinary pair (and reported by the caller as an unknown key).
     """
-    pairs = node.value
-    if not any(k.tag == _MERGE for k, _ in pairs):
-        return list(pairs)
-    return _merged(node, set())
+    pairs: list[tuple[Node, Node]] = node.value
+    for k, _ in pairs:
+        if k.tag == _MERGE:
+            return _merged(node, set())
+    return list(pairs)
 
 
 def _merged(node: MappingNode, active: set[int]) -> list[tuple[Node, Node]]:
