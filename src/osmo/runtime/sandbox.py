@@ -89,12 +89,18 @@ def task_view(td: TaskDir, n_inputs: int, mode: SandboxMode) -> TaskView:
 # Mode selection (probe cached per process)
 
 _probe_cache: dict[str, str | None] = {}
+_bwrap_exe: list[str] = []  # absolute path, resolved once: the task's PATH may not reach it
+
+
+def _bwrap() -> str:
+    if not _bwrap_exe:
+        _bwrap_exe.append(shutil.which("bwrap") or "bwrap")
+    return _bwrap_exe[0]
 
 
 def _probe_bwrap() -> str | None:
     """None if bwrap can build our kind of sandbox here, else why not."""
-    exe = shutil.which("bwrap")
-    if exe is None:
+    if shutil.which("bwrap") is None:
         return "bwrap is not installed"
     with tempfile.TemporaryDirectory(prefix="osmo-probe-") as tmp:
         td = TaskDir(tmp)
@@ -234,16 +240,21 @@ def _split_dirs(dests: list[str]) -> set[str]:
             cur = nxt
         if need is None or need == "/":
             continue  # the root is a tmpfs already
-        n = len(os.listdir(need))
-        if n > MAX_SPLIT_ENTRIES:
-            raise SandboxError(
-                f"injected file {dest}: creating it needs a writable copy of host folder "
-                f"{need}, which has {n} entries (limit {MAX_SPLIT_ENTRIES}); inject it under "
-                "a folder that does not exist on the host, such as /opt/<name>/"
-            )
+        # The folder and each of its ancestors get rebuilt, one bind per entry.
+        chain = []
         while need != "/":
-            split.add(need)
+            chain.append(need)
             need = os.path.dirname(need)
+        for folder in chain:
+            n = len(os.listdir(folder))
+            if n > MAX_SPLIT_ENTRIES:
+                raise SandboxError(
+                    f"injected file {dest}: creating it needs a copy of host folder {folder} "
+                    f"inside the sandbox, and {folder} has {n} entries (limit "
+                    f"{MAX_SPLIT_ENTRIES}); inject it under a folder that does not exist on "
+                    "the host, such as /opt/<name>/"
+                )
+        split.update(chain)
     return split
 
 
@@ -275,7 +286,7 @@ def bwrap_argv(
     status_fd: int,
 ) -> list[str]:
     """The bwrap command line running ``command`` for the task in ``td``."""
-    out: list[str] = ["bwrap", "--tmpfs", "/"]
+    out: list[str] = [_bwrap(), "--tmpfs", "/"]
     _mirror("/", _split_dirs([dest for _, dest in binds]), out)
     out += ["--dev", "/dev"]
     for node in sorted(glob.glob("/dev/nvidia*")):
