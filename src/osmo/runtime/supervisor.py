@@ -124,12 +124,16 @@ class Supervisor:
         self.mode: SandboxMode = "none"
         self._status_r = -1  # bwrap's --json-status-fd pipe
         self._status_w = -1
+        self._raised = False
 
     # -- signals ------------------------------------------------------------------------------
 
     def _raise_terminated(self, signum: int, _frame: FrameType | None) -> None:
         self.term_signal = signum
-        raise Terminated(signum)
+        # Raise once only: a second signal must not interrupt the handling of the first.
+        if not self._raised:
+            self._raised = True
+            raise Terminated(signum)
 
     def _note_terminated(self, signum: int, _frame: FrameType | None) -> None:
         # While the command runs the main loop reacts; the wakeup fd interrupts its select().
@@ -149,39 +153,46 @@ class Supervisor:
         error: str | None = None
         terminated = False
         self._set_handlers(self._raise_terminated)
+        exit_code = exitcodes.RUNTIME_ERROR
+        # Terminated is raised at most once and may surface anywhere, even inside the inner
+        # except clauses; the outer try catches it wherever it comes from.
         try:
-            if _early_signal:
-                raise Terminated(_early_signal[0])
-            write_state(td, "initializing")
-            launch = self._load()
-            self.mode = sandbox_mode()
-            view = task_view(td, len(launch.inputs), self.mode)
-            argv, env = self._prepare(launch, view)
-            phase = "download"
-            self._download(launch)
-            write_state(td, "ready")
-            if launch.barrier:
-                phase = "barrier"
-                wait_for_file(td.barrier)
-            phase = "run"
-            started_at = time.time()
-            write_state(td, "running", started_at=started_at)
-            result = self._run_command(launch, argv, env)
-            exit_code, terminated, error = result.exit_code, result.terminated, result.error
-            if not terminated:  # a stopped task ends in phase "run", its output not uploaded
-                if launch.output_url:
-                    phase = "upload"
-                    self._upload(launch.output_url)
-                phase = "done"
+            try:
+                if _early_signal:
+                    self._raised = True
+                    raise Terminated(_early_signal[0])
+                write_state(td, "initializing")
+                launch = self._load()
+                self.mode = sandbox_mode()
+                view = task_view(td, len(launch.inputs), self.mode)
+                argv, env = self._prepare(launch, view)
+                phase = "download"
+                self._download(launch)
+                write_state(td, "ready")
+                if launch.barrier:
+                    phase = "barrier"
+                    wait_for_file(td.barrier)
+                phase = "run"
+                started_at = time.time()
+                write_state(td, "running", started_at=started_at)
+                result = self._run_command(launch, argv, env)
+                exit_code, terminated, error = result.exit_code, result.terminated, result.error
+                if not terminated:  # a stopped task ends in phase "run", output not uploaded
+                    if launch.output_url:
+                        phase = "upload"
+                        self._upload(launch.output_url)
+                    phase = "done"
+            except TaskFailure as e:
+                exit_code, error = e.exit_code, str(e)
+                _append_log(td, error)
+            except Terminated:
+                raise
+            except Exception as e:  # the exit code must be written whatever went wrong
+                traceback.print_exc()
+                exit_code, error = exitcodes.RUNTIME_ERROR, f"runtime error: {e!r}"
+                _append_log(td, error)
         except Terminated as e:
             exit_code, terminated, error = exitcodes.SIGNAL_BASE + e.signum, True, str(e)
-        except TaskFailure as e:
-            exit_code, error = e.exit_code, str(e)
-            _append_log(td, error)
-        except Exception as e:  # the exit code must be written whatever went wrong
-            traceback.print_exc()
-            exit_code, error = exitcodes.RUNTIME_ERROR, f"runtime error: {e!r}"
-            _append_log(td, error)
         self._set_handlers(signal.SIG_IGN)  # exit.json must not be torn by a late signal
         info = ExitInfo(
             exit_code=exit_code,
