@@ -5,8 +5,8 @@ Started by the zygote (fast path) or as ``python -m osmo.runtime.supervisor [--d
 reads the outcome from the files described in ``taskdir``.
 
 Steps: supervisor.json → state initializing → folders and injected files → download inputs
-(2010) → state ready → barrier → state running → command (output.log) → upload output (2012,
-skipped when terminated) → exit.json → state done.
+(2010) → state ready → barrier → state running → command (output.log) → state uploading →
+upload output (2012; skipped when terminated) → exit.json → state done.
 """
 
 from __future__ import annotations
@@ -180,6 +180,7 @@ class Supervisor:
                 if not terminated:  # a stopped task ends in phase "run", output not uploaded
                     if launch.output_url:
                         phase = "upload"
+                        write_state(td, "uploading", started_at=started_at)
                         self._upload(launch.output_url)
                     phase = "done"
             except TaskFailure as e:

@@ -3,7 +3,8 @@
     <task_dir>/
       task.json        TaskLaunch, written by the operator before spawning
       supervisor.json  {pid, start_time, sandbox}: written once, exclusively, by the supervisor
-      state            {"state", "time", "started_at"}: initializing → ready → running → done
+      state            {"state", "time", "started_at"}:
+                       initializing → ready → running → [uploading →] done
       barrier          created by the operator when every task of the group is ready
       output.log       stdout+stderr of the command, written by the command itself
       supervisor.log   the supervisor's own diagnostics (never shown as task output)
@@ -27,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-STATES = ("initializing", "ready", "running", "done")
+STATES = ("initializing", "ready", "running", "uploading", "done")
 
 
 class TaskDir:
