@@ -168,10 +168,80 @@ def test_huge_output_from_a_loop_is_rejected() -> None:
     assert messages == [f"f: rendered spec exceeds {MAX_OUTPUT_CHARS} characters"]
 
 
+NESTED = (
+    "{% set l = range(100000) | list %}{% set m = [l, l, l, l, l, l, l, l, l, l] %}"
+    "{% set n = [m, m, m, m, m, m, m, m, m, m] %}{% set o = [n, n, n, n, n, n, n, n, n, n] %}"
+)
+TOO_LARGE = (
+    f"unsafe template construct: value is too large to render (more than {MAX_OUTPUT_CHARS} "
+    "characters)"
+)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "{{ o }}",
+        "{{ o | join(',') }}",
+        "{{ o | string }}",
+        "{{ o | tojson }}",
+        "{{ o ~ '' }}",
+        "{{ '{}'.format(o) }}",
+        "{{ '{x}'.format(x=o) }}",
+        "{{ '%s' % (o,) }}",
+    ],
+)
+def test_values_too_large_to_render_are_refused_before_conversion(expression: str) -> None:
+    """Nested references render to gigabytes in C code no time bound can interrupt."""
+    started = time.monotonic()
+    assert errors(task_file(f"'{NESTED}{expression}'")) == [f"f:7:22: {TOO_LARGE}"]
+    assert time.monotonic() - started < 3
+
+
+def test_repetition_counts_nested_sizes() -> None:
+    assert errors(task_file('"{{ [range(100000) | list] * 300 }}"')) == [
+        "f:7:22: unsafe template construct: repetition result is too large"
+    ]
+
+
+def test_yaml_alias_bomb_in_default_values_is_refused() -> None:
+    levels = ["  a: &a [" + ", ".join(["xxxxxxxxxx"] * 10) + "]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"  {name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    text = "default-values:\n" + "\n".join(levels) + "\nworkflow:\n  name: '{{ i }}'\n"
+    started = time.monotonic()
+    assert errors(text) == [
+        f"f:1:1: default-values are too large once YAML aliases are expanded (more than "
+        f"{MAX_OUTPUT_CHARS} characters), or refer to themselves"
+    ]
+    assert time.monotonic() - started < 2
+
+
+def test_self_referencing_default_values_are_refused() -> None:
+    text = "default-values:\n  a: &a [1, *a]\nworkflow:\n  name: x\n"
+    assert errors(text) == [
+        f"f:1:1: default-values are too large once YAML aliases are expanded (more than "
+        f"{MAX_OUTPUT_CHARS} characters), or refer to themselves"
+    ]
+
+
+def test_small_aliased_default_values_are_fine() -> None:
+    text = (
+        "default-values:\n"
+        "  base: &base {image: ubuntu, tags: [a, b]}\n"
+        "  copy: *base\n" + task_file("'{{ copy.image }}-{{ base.tags | join(\"+\") }}'")
+    )
+    assert parse_workflow(text).spec.tasks[0].command == ["echo", "ubuntu-a+b"]
+
+
 def test_huge_exponent_and_range_are_rejected() -> None:
     assert errors(task_file('"{{ 10 ** 100000 }}"')) == [
         "f:7:22: unsafe template construct: exponent is too large"
     ]
+    assert errors(task_file('"{{ ((10 ** 1000) ** 1000) ** 1000 }}"')) == [
+        "f:7:22: unsafe template construct: exponent is too large"
+    ]
+    assert parse_workflow(task_file('"{{ 2 ** 10 }}"')).spec.tasks[0].command == ["echo", "1024"]
     assert errors(task_file('"{{ range(10**7) | list }}"')) == [
         "f:7:22: template error: Range too big. The sandbox blocks ranges larger than "
         "MAX_RANGE (100000)."

@@ -105,10 +105,45 @@ def _cast(raw: str) -> Any:
     return raw
 
 
-class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
-    """Jinja's sandbox plus caps on operators that can blow up memory in one step."""
+def _expanded_size(value: Any, limit: int) -> int:
+    """Characters (roughly) ``str(value)`` takes, counting shared sub-values (YAML aliases) each
+    time they appear; stops counting past ``limit``. A value that contains itself is
+    infinitely large.
 
-    intercepted_binops = frozenset(["*", "**"])
+    ``str()`` of a container runs in C, where neither the timer signal nor the trace
+    function can interrupt it, so the size must be known before a container is rendered.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(v: Any) -> int:
+        if isinstance(v, str):
+            return len(v) + 4
+        if not isinstance(v, list | tuple | dict | set | frozenset):
+            return 8
+        key = id(v)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            return limit + 1
+        active.add(key)
+        total = 2
+        items = (x for pair in v.items() for x in pair) if isinstance(v, dict) else iter(v)
+        for item in items:
+            total += size(item) + 2
+            if total > limit:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(value)
+
+
+class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
+    """Jinja's sandbox plus caps on values that can blow up memory in one step."""
+
+    intercepted_binops = frozenset(["*", "**", "%"])
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
@@ -118,19 +153,64 @@ class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
                 if (
                     isinstance(seq, str | list | tuple)
                     and isinstance(n, int)
-                    and len(seq) * n > MAX_OUTPUT_CHARS
+                    and n > 1
+                    and _expanded_size(seq, MAX_OUTPUT_CHARS) * n > MAX_OUTPUT_CHARS
                 ):
                     raise jinja2.exceptions.SecurityError("repetition result is too large")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 1000:
-            raise jinja2.exceptions.SecurityError("exponent is too large")
+        if operator == "%" and isinstance(left, str):  # printf-style formatting
+            _finalize(right)
+        if operator == "**" and isinstance(right, int | float):
+            too_big = abs(right) > 1000
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                too_big = too_big or left.bit_length() * right > 100_000
+            if too_big:
+                raise jinja2.exceptions.SecurityError("exponent is too large")
         return super().call_binop(context, operator, left, right)
+
+
+def _finalize(value: Any) -> Any:
+    """Refuse to turn a container too large to render into text (see ``_expanded_size``)."""
+    if (
+        isinstance(value, list | tuple | dict | set | frozenset)
+        and _expanded_size(value, MAX_OUTPUT_CHARS) > MAX_OUTPUT_CHARS
+    ):
+        raise jinja2.exceptions.SecurityError(
+            f"value is too large to render (more than {MAX_OUTPUT_CHARS} characters)"
+        )
+    return value
 
 
 _ENV = _Sandbox(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,
+    finalize=_finalize,
 )
+_SIZED = "osmo_sized"
+_ENV.filters[_SIZED] = _finalize
+
+
+def _guard_sizes(ast: jinja2.nodes.Template) -> None:
+    """Check the size of every value a filter, a call or ``~`` is about to turn into text.
+
+    Filters (``join``, ``string``, ``tojson``), ``'{}'.format(x)`` and ``a ~ b`` convert
+    their operands in C; wrapping each operand in the ``osmo_sized`` filter checks it first.
+    """
+
+    def sized(expr: jinja2.nodes.Expr) -> jinja2.nodes.Expr:
+        return jinja2.nodes.Filter(expr, _SIZED, [], [], None, None, lineno=expr.lineno)
+
+    targets = list(ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Call, jinja2.nodes.Concat)))
+    for node in targets:
+        if isinstance(node, jinja2.nodes.Concat):
+            node.nodes = [sized(n) for n in node.nodes]
+            continue
+        if isinstance(node, jinja2.nodes.Filter) and node.node is not None:
+            node.node = sized(node.node)
+        if isinstance(node, jinja2.nodes.Filter | jinja2.nodes.Call):
+            node.args = [sized(a) for a in node.args]
+            for keyword in node.kwargs:
+                keyword.value = sized(keyword.value)
 
 
 @contextmanager
@@ -366,6 +446,16 @@ def render(
                         key="default-values",
                     )
                 )
+            elif _expanded_size(values, MAX_OUTPUT_CHARS) > MAX_OUTPUT_CHARS:
+                issues.append(
+                    SpecIssue(
+                        f"default-values are too large once YAML aliases are expanded (more "
+                        f"than {MAX_OUTPUT_CHARS} characters), or refer to themselves",
+                        start + 1,
+                        1,
+                        key="default-values",
+                    )
+                )
             else:
                 default_values = {str(k): v for k, v in values.items()}
         for i in range(start, end):
@@ -393,6 +483,8 @@ def render(
 
     try:
         ast = _ENV.parse(protected)
+        guarded = _guarded_names(ast)  # before _guard_sizes wraps the guarded names
+        _guard_sizes(ast)
         code = _ENV.compile(ast, filename=TEMPLATE_NAME)  # e.g. "No filter named 'x'."
     except jinja2.TemplateSyntaxError as exc:
         named = _ATTRIBUTE_RE.search(exc.message or "")
@@ -405,10 +497,7 @@ def render(
     # only used behind a guard (``x is defined``, ``x | default(...)``) are left to the renderer,
     # which reports them with their line if they are also used unguarded.
     undeclared = (
-        jinja2.meta.find_undeclared_variables(ast)
-        - set(variables)
-        - set(_ENV.globals)
-        - _guarded_names(ast)
+        jinja2.meta.find_undeclared_variables(ast) - set(variables) - set(_ENV.globals) - guarded
     )
     if undeclared:
         for name in undeclared:
