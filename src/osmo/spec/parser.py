@@ -38,7 +38,7 @@ from .model import (
     WorkflowSpec,
 )
 from .template import TOKEN_RE, LineMap, Rendered, render
-from .yamlnodes import compose, is_null, kind_name, mapping_items, scalar_value
+from .yamlnodes import USES_LIBYAML, compose, is_null, kind_name, mapping_items, scalar_value
 
 NAME_RE = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$")
 MAX_WORKFLOW_NAME = 64
@@ -1372,7 +1372,9 @@ def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> P
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         context = exc.context_mark
-        if exc.problem_mark is not None and exc.context and context is not None:
+        if exc.problem_mark is not None and exc.context and problem.startswith("but "):
+            problem = f"{exc.context}, {problem}"  # "expected a single document, but found..."
+        elif exc.problem_mark is not None and exc.context and context is not None:
             where, at = _mark_position(rendered, context)
             problem += f" ({exc.context} at line {where}, column {at})"
         position: tuple[int | None, int | None] = (None, None)
@@ -1380,7 +1382,10 @@ def parse_rendered(rendered: Rendered, *, max_num_tasks: int | None = None) -> P
             position = _mark_position(rendered, mark)
         raise SpecError([SpecIssue(f"YAML syntax error: {problem}", *position)]) from None
     except yaml.reader.ReaderError as exc:
-        line, column = _position(rendered, exc.position)
+        offset = exc.position
+        if USES_LIBYAML:  # libyaml counts bytes of the UTF-8 encoding, not characters
+            offset = len(rendered.text.encode()[:offset].decode(errors="ignore"))
+        line, column = _position(rendered, offset)
         char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
         raise SpecError(
             [

@@ -10,8 +10,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 try:
     Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    USES_LIBYAML = True
 except AttributeError:  # pragma: no cover - libyaml missing
     Loader = yaml.SafeLoader
+    USES_LIBYAML = False
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
