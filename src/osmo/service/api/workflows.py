@@ -145,11 +145,18 @@ async def _workflow(service: ServiceDep, workflow_id: str) -> Workflow:
 
 
 @router.get("/workflow/{workflow_id}", response_model=WorkflowOut)
-async def query_workflow(workflow_id: str, service: ServiceDep, verbose: bool = False) -> WorkflowOut:
+async def query_workflow(
+    workflow_id: str, service: ServiceDep, verbose: bool = False, skip_groups: bool = False
+) -> WorkflowOut:
     async with service.sessions() as session:
         wf = await queries.get_workflow(session, workflow_id)
         if wf is None:
             raise NotFound(f"workflow {workflow_id!r} not found")
+        if skip_groups:
+            return WorkflowOut(
+                **_summary(wf).model_dump(), backend=wf.backend, parent_workflow_id=wf.parent_workflow_id,
+                canceled_by=wf.canceled_by, message=wf.message, groups=[],
+            )
         detail = await queries.workflow_detail(session, wf, verbose)
         spec, specs, _ = await service.lifecycle.specs.get(session, wf.pk, wf.spec_json)
     summary = _summary(wf)

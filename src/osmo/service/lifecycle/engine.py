@@ -147,8 +147,25 @@ class Lifecycle:
         if not reports:
             return
         async with self.txn() as (session, fx):
+            loaded = await self._load_tasks(session, reports)
             for report in reports:
-                await self.apply_report(session, fx, backend, report)
+                await self.apply_report(session, fx, backend, report, loaded.get(report.key()))
+
+    async def _load_tasks(
+        self, session: AsyncSession, refs: list[TaskReport]
+    ) -> dict[tuple[str, str, int], tuple[Task, Group, Workflow]]:
+        """Task, group and workflow rows of many reports in one query (one batch, one trip)."""
+        wf_ids = {r.workflow_id for r in refs}
+        names = {r.task for r in refs}
+        rows = (
+            await session.execute(
+                select(Task, Group, Workflow)
+                .join(Group, Task.group_pk == Group.pk)
+                .join(Workflow, Task.workflow_pk == Workflow.pk)
+                .where(Workflow.workflow_id.in_(wf_ids), Task.name.in_(names))
+            )
+        ).all()
+        return {(wf.workflow_id, t.name, t.retry_id): (t, g, wf) for t, g, wf in rows}
 
     async def _load_task(self, session: AsyncSession, ref: TaskRef) -> tuple[Task, Group, Workflow] | None:
         row = (
@@ -163,8 +180,15 @@ class Lifecycle:
             return None
         return row[0], row[1], row[2]
 
-    async def apply_report(self, session: AsyncSession, fx: Effects, backend: str, report: TaskReport) -> None:
-        loaded = await self._load_task(session, report)
+    async def apply_report(
+        self,
+        session: AsyncSession,
+        fx: Effects,
+        backend: str,
+        report: TaskReport,
+        preloaded: tuple[Task, Group, Workflow] | None = None,
+    ) -> None:
+        loaded = preloaded or await self._load_task(session, report)
         if loaded is None:
             log.info("report for unknown task %s/%s/%s ignored", report.workflow_id, report.task, report.retry_id)
             return
@@ -197,6 +221,8 @@ class Lifecycle:
             if status == TaskStatus.RUNNING:
                 self.event(session, wf, f"task {task.name} is RUNNING" + (f" on {task.node}" if task.node else ""), task.name, task.retry_id)
             return
+        if task.started_at is None and report.started_at:
+            task.started_at = report.started_at  # it ran, even if RUNNING was never reported
         await self.finish_task(session, fx, wf, group, task, status, report.exit_code, report.message, report.finished_at)
 
     async def finish_task(
