@@ -38,7 +38,12 @@ STARTED = {"RUNNING", "COMPLETED"}
 def start_standalone(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = dict(os.environ, OSMO_HOME=str(home))
     env.pop("OSMO_DATABASE_URL", None)
-    proc = subprocess.Popen([OSMO, "standalone", "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [OSMO, "standalone", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert proc.stdout is not None
     buf = b""
     deadline = time.monotonic() + 60
@@ -76,7 +81,9 @@ def status(client: httpx.Client, wf_id: str, groups: bool = True) -> dict:  # ty
     return dict(r.json())
 
 
-def wait_terminal(client: httpx.Client, wf_id: str, poll: float, timeout: float = 600) -> tuple[dict, float]:  # type: ignore[type-arg]
+def wait_terminal(
+    client: httpx.Client, wf_id: str, poll: float, timeout: float = 600
+) -> tuple[dict, float]:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         wf = status(client, wf_id, groups=False)
@@ -128,8 +135,9 @@ def bench_single(client: httpx.Client, runs: int) -> dict[str, float]:
 
 def bench_fanout(client: httpx.Client, n: int) -> dict[str, float]:
     text = (
-        "default-values: {n: %d}\nworkflow:\n  name: fanout\n  tasks:\n"
-        "{%% for i in range(n) %%}\n  - name: t{{i}}\n    image: busybox\n    command: [\"true\"]\n{%% endfor %%}\n" % n
+        "default-values: {n: %d}\nworkflow:\n  name: fanout\n  tasks:\n"  # noqa: UP031
+        '{%% for i in range(n) %%}\n  - name: t{{i}}\n    image: busybox\n    command: ["true"]\n{%% endfor %%}\n'
+        % n
     )
     t0 = time.perf_counter()
     wf_id = submit(client, text)
@@ -142,8 +150,8 @@ def bench_fanout(client: httpx.Client, n: int) -> dict[str, float]:
 
 def bench_chain(client: httpx.Client, n: int, single_ms: float) -> dict[str, float]:
     text = (
-        "default-values: {n: %d}\nworkflow:\n  name: chain\n  tasks:\n  - name: t0\n    image: busybox\n    command: [\"true\"]\n"
-        "{%% for i in range(1, n) %%}\n  - name: t{{i}}\n    image: busybox\n    command: [\"true\"]\n"
+        'default-values: {n: %d}\nworkflow:\n  name: chain\n  tasks:\n  - name: t0\n    image: busybox\n    command: ["true"]\n'  # noqa: UP031
+        '{%% for i in range(1, n) %%}\n  - name: t{{i}}\n    image: busybox\n    command: ["true"]\n'
         "    inputs: [{task: t{{i - 1}}}]\n{%% endfor %%}\n" % n
     )
     t0 = time.perf_counter()
@@ -162,7 +170,9 @@ def bench_chain(client: httpx.Client, n: int, single_ms: float) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sequential runs (finishes within a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer sequential runs (finishes within a minute)"
+    )
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--fanout", type=int, default=200)
     parser.add_argument("--chain", type=int, default=50)
@@ -185,15 +195,25 @@ def main() -> None:
             proc.kill()
         shutil.rmtree(home, ignore_errors=True)
     result = {
-        **single, **fanout, **chain,
+        **single,
+        **fanout,
+        **chain,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
         "quick": args.quick,
     }
     print(f"(a) trivial task, {runs} sequential runs")
-    print(f"    submit -> RUNNING    p50 {single['submit_to_running_p50_ms']:.1f} ms  p99 {single['submit_to_running_p99_ms']:.1f} ms")
-    print(f"    submit -> COMPLETED  p50 {single['submit_to_completed_p50_ms']:.1f} ms  p99 {single['submit_to_completed_p99_ms']:.1f} ms")
-    print(f"(b) {args.fanout} independent tasks: {fanout['fanout_seconds']:.2f} s, {fanout['fanout_tasks_per_s']:.1f} tasks/s")
-    print(f"(c) {args.chain}-task chain: {chain['chain_total_ms']:.0f} ms, {chain['chain_per_hop_ms']:.1f} ms/hop")
+    print(
+        f"    submit -> RUNNING    p50 {single['submit_to_running_p50_ms']:.1f} ms  p99 {single['submit_to_running_p99_ms']:.1f} ms"
+    )
+    print(
+        f"    submit -> COMPLETED  p50 {single['submit_to_completed_p50_ms']:.1f} ms  p99 {single['submit_to_completed_p99_ms']:.1f} ms"
+    )
+    print(
+        f"(b) {args.fanout} independent tasks: {fanout['fanout_seconds']:.2f} s, {fanout['fanout_tasks_per_s']:.1f} tasks/s"
+    )
+    print(
+        f"(c) {args.chain}-task chain: {chain['chain_total_ms']:.0f} ms, {chain['chain_per_hop_ms']:.1f} ms/hop"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latency.json").write_text(json.dumps(result, indent=2))

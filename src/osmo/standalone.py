@@ -23,11 +23,17 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def run_standalone(settings: Settings, sock: socket.socket, announce: Callable[[str], None]) -> None:
+async def run_standalone(
+    settings: Settings, sock: socket.socket, announce: Callable[[str], None]
+) -> None:
     holder: dict[str, EmbeddedOperator] = {}
 
     async def started(service: Service, url: str) -> None:
-        token = (settings.home / "operator-token").read_text().strip() if not settings.operator_tokens else settings.operator_tokens.split(",")[0].strip()
+        token = (
+            (settings.home / "operator-token").read_text().strip()
+            if not settings.operator_tokens
+            else settings.operator_tokens.split(",")[0].strip()
+        )
         executor = LocalExecutor(settings.operator_dir / LOCAL_BACKEND)
         op = EmbeddedOperator(url, LOCAL_BACKEND, token, executor)
         await op.start()
@@ -37,7 +43,9 @@ async def run_standalone(settings: Settings, sock: socket.socket, announce: Call
     async def stopping(service: Service) -> None:
         # Ctrl-C: tasks on this machine stop; they are recorded as backend errors, so their
         # exit actions (the default pool reschedules 3001) decide what happens on next start.
-        n = await fail_backend_tasks(service.lifecycle, LOCAL_BACKEND, "osmo standalone was stopped")
+        n = await fail_backend_tasks(
+            service.lifecycle, LOCAL_BACKEND, "osmo standalone was stopped"
+        )
         op = holder.get("op")
         if op is not None:
             await op.stop(stop_tasks=True)

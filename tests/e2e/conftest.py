@@ -18,13 +18,17 @@ def database_for(kind: str, home: Path) -> tuple[str, str | None]:
     if not server:
         if os.environ.get("OSMO_TEST_ALLOW_SKIP_SERVICES") == "1":
             pytest.skip(f"{POSTGRES_ENV} not set")
-        pytest.fail(f"{POSTGRES_ENV} is not set: run the suite with 'make test' (it starts PostgreSQL)")
+        pytest.fail(
+            f"{POSTGRES_ENV} is not set: run the suite with 'make test' (it starts PostgreSQL)"
+        )
     url, name = create_postgres_database(server)
     return url, name
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
     """One standalone per database kind, shared by the tests of a module."""
     home = tmp_path_factory.mktemp(f"osmo-{request.param}")
     url, dbname = database_for(request.param, home)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,9 +21,19 @@ from sqlalchemy.engine import make_url
 
 OSMO = str(Path(sys.executable).parent / "osmo")
 TERMINAL = {
-    "COMPLETED", "FAILED", "FAILED_SUBMISSION", "FAILED_SERVER_ERROR", "FAILED_EXEC_TIMEOUT",
-    "FAILED_QUEUE_TIMEOUT", "FAILED_CANCELED", "FAILED_BACKEND_ERROR", "FAILED_IMAGE_PULL",
-    "FAILED_EVICTED", "FAILED_START_ERROR", "FAILED_START_TIMEOUT", "FAILED_PREEMPTED",
+    "COMPLETED",
+    "FAILED",
+    "FAILED_SUBMISSION",
+    "FAILED_SERVER_ERROR",
+    "FAILED_EXEC_TIMEOUT",
+    "FAILED_QUEUE_TIMEOUT",
+    "FAILED_CANCELED",
+    "FAILED_BACKEND_ERROR",
+    "FAILED_IMAGE_PULL",
+    "FAILED_EVICTED",
+    "FAILED_START_ERROR",
+    "FAILED_START_TIMEOUT",
+    "FAILED_PREEMPTED",
 }
 
 
@@ -71,7 +82,10 @@ class Platform:
         env = self.env()
         env.pop("OSMO_URL", None)
         self.proc = subprocess.Popen(
-            [OSMO, "standalone", "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [OSMO, "standalone", "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -125,22 +139,27 @@ class Platform:
             except OSError:
                 continue
             if marker in environ.split(b"\0"):
-                try:
+                with contextlib.suppress(OSError):
                     os.killpg(int(pid_dir.name), signal.SIGKILL)
-                except OSError:
-                    pass
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(int(pid_dir.name), signal.SIGKILL)
-                except OSError:
-                    pass
 
-    def osmo(self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def osmo(
+        self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [OSMO, *args], env=self.env(), capture_output=True, text=True, timeout=timeout, input=input,
+            [OSMO, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
         )
         assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
         if check and result.returncode != 0:
-            raise AssertionError(f"osmo {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"osmo {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def submit(self, path: Path, *args: str) -> str:
@@ -151,7 +170,9 @@ class Platform:
         args = ["workflow", "query", wf_id, "-t", "json"] + (["-v"] if verbose else [])
         return dict(json.loads(self.osmo(*args).stdout))
 
-    def wait(self, wf_id: str, timeout: float = 90, statuses: set[str] | None = None) -> dict[str, Any]:
+    def wait(
+        self, wf_id: str, timeout: float = 90, statuses: set[str] | None = None
+    ) -> dict[str, Any]:
         want = statuses or TERMINAL
         deadline = time.monotonic() + timeout
         wf: dict[str, Any] = {}
@@ -160,7 +181,9 @@ class Platform:
             if wf["status"] in want:
                 return wf
             time.sleep(0.3)
-        raise AssertionError(f"{wf_id} did not reach {sorted(want)} in {timeout}s: {json.dumps(wf, indent=1)}")
+        raise AssertionError(
+            f"{wf_id} did not reach {sorted(want)} in {timeout}s: {json.dumps(wf, indent=1)}"
+        )
 
     def wait_task(self, wf_id: str, task: str, status: str, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -16,7 +16,9 @@ from .platform import Platform, pids_with, task, tasks_of, wait_gone
 pytestmark = pytest.mark.e2e
 
 
-def test_kill9_then_restart_readopts_running_tasks(fresh_platform: Platform, tmp_path: Path) -> None:
+def test_kill9_then_restart_readopts_running_tasks(
+    fresh_platform: Platform, tmp_path: Path
+) -> None:
     p = fresh_platform
     p.start()
     marker = f"sleep 4.{uuid.uuid4().int % 1000:03d}"
@@ -50,7 +52,9 @@ workflow:
     assert "next ran" in p.logs(wf_id, "--task", "next")
 
 
-def test_kill9_with_task_lost_meanwhile_fails_and_retries(fresh_platform: Platform, tmp_path: Path) -> None:
+def test_kill9_with_task_lost_meanwhile_fails_and_retries(
+    fresh_platform: Platform, tmp_path: Path
+) -> None:
     p = fresh_platform
     p.start()
     marker = f"sleep 5{uuid.uuid4().int % 1000:03d}"
@@ -77,13 +81,16 @@ workflow:
     assert wf["status"] == "COMPLETED", wf
     retries = [t for t in tasks_of(p.query(wf_id, verbose=True)) if t["name"] == "victim"]
     assert [(t["retry_id"], t["status"], t["exit_code"]) for t in retries] == [
-        (0, "RESCHEDULED", 3001), (1, "COMPLETED", 0)
+        (0, "RESCHEDULED", 3001),
+        (1, "COMPLETED", 0),
     ]
     assert "supervisor" in (retries[0]["message"] or "")
     assert "second life" in p.logs(wf_id, "--task", "victim")
 
 
-def test_ctrl_c_stops_tasks_and_retries_them_on_next_start(fresh_platform: Platform, tmp_path: Path) -> None:
+def test_ctrl_c_stops_tasks_and_retries_them_on_next_start(
+    fresh_platform: Platform, tmp_path: Path
+) -> None:
     p = fresh_platform
     p.start()
     marker = f"sleep 6{uuid.uuid4().int % 1000:03d}"

@@ -22,7 +22,9 @@ def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
 
 
 def test_hello_world(platform: Platform, tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 workflow:
   name: hello
   tasks:
@@ -30,7 +32,8 @@ workflow:
     image: ubuntu:24.04
     command: [sh, -c]
     args: ["echo hello from $OSMO_TASK_NAME in {{workflow_id}}"]
-""")
+""",
+    )
     wf_id = platform.submit(path)
     assert wf_id.startswith("hello-")
     wf = platform.wait(wf_id)
@@ -50,7 +53,9 @@ workflow:
 
 
 def test_serial_data_flow(platform: Platform, tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 workflow:
   name: serial
   tasks:
@@ -68,7 +73,8 @@ workflow:
     command: [sh, -c]
     args: ["cat {{input:transform}}/data.txt"]
     inputs: [{task: transform}]
-""")
+""",
+    )
     wf_id = platform.submit(path)
     wf = platform.wait(wf_id)
     assert wf["status"] == "COMPLETED", wf
@@ -77,7 +83,9 @@ workflow:
 
 
 def test_fanout_fanin_from_jinja_loop(platform: Platform, tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 default-values:
   n: 2
   greeting: hi
@@ -103,11 +111,12 @@ workflow:
 {% for i in range(n) %}
     - task: work-{{i}}
 {% endfor %}
-""")
+""",
+    )
     wf_id = platform.submit(path, "--set", "n=4", "--set-string", "greeting=007")
     wf = platform.wait(wf_id)
     assert wf["status"] == "COMPLETED", wf
-    assert [g["name"] for g in wf["groups"]][0] == "prep-group"
+    assert next(g["name"] for g in wf["groups"]) == "prep-group"
     assert len(wf["groups"]) == 6
     assert platform.logs(wf_id, "--task", "join").split() == [f"007-{i}" for i in range(4)]
 
@@ -118,9 +127,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_group_lead_client_talks_to_server_via_host_token(platform: Platform, tmp_path: Path) -> None:
+def test_group_lead_client_talks_to_server_via_host_token(
+    platform: Platform, tmp_path: Path
+) -> None:
     port = _free_port()
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 workflow:
   name: group-host
   groups:
@@ -150,18 +163,21 @@ workflow:
                 time.sleep(0.1)
         else:
             raise SystemExit(9)
-""")
+""",
+    )
     wf_id = platform.submit(path)
     wf = platform.wait(wf_id)
     assert wf["status"] == "COMPLETED", wf
     assert "pong" in platform.logs(wf_id, "--task", "client")
     # The lead ended the group: the server was stopped and takes the lead's status.
     assert task(wf, "server")["status"] == "COMPLETED"
-    assert wait_gone(f"HTTPServer((\"127.0.0.1\", {port})")
+    assert wait_gone(f'HTTPServer(("127.0.0.1", {port})')
 
 
 def test_failure_cascades_downstream(platform: Platform, tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 workflow:
   name: cascade
   tasks:
@@ -179,7 +195,8 @@ workflow:
   - name: side
     image: alpine
     command: [sh, -c, "echo independent"]
-""")
+""",
+    )
     wf_id = platform.submit(path)
     wf = platform.wait(wf_id)
     assert wf["status"] == "FAILED"
@@ -193,7 +210,9 @@ workflow:
 
 
 def test_exit_actions_complete_and_reschedule(platform: Platform, tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 workflow:
   name: actions
   tasks:
@@ -209,7 +228,8 @@ workflow:
     image: alpine
     command: [sh, -c, "exit 7"]
     exitActions: {reschedule: 7}
-""")
+""",
+    )
     wf_id = platform.submit(path)
     wf = platform.wait(wf_id)
     assert (task(wf, "soft")["status"], task(wf, "soft")["exit_code"]) == ("COMPLETED", 5)
@@ -220,14 +240,20 @@ workflow:
     assert (hopeless["status"], hopeless["retry_id"], hopeless["exit_code"]) == ("FAILED", 3, 7)
     verbose = platform.query(wf_id, verbose=True)
     retries = [t for t in tasks_of(verbose) if t["name"] == "flaky"]
-    assert [(t["retry_id"], t["status"]) for t in retries] == [(0, "RESCHEDULED"), (1, "RESCHEDULED"), (2, "COMPLETED")]
+    assert [(t["retry_id"], t["status"]) for t in retries] == [
+        (0, "RESCHEDULED"),
+        (1, "RESCHEDULED"),
+        (2, "COMPLETED"),
+    ]
     assert "attempt 0" in platform.logs(wf_id, "--task", "flaky", "--retry-id", "0")
     assert wf["status"] == "FAILED"
 
 
 def test_exec_timeout(platform: Platform, tmp_path: Path) -> None:
     marker = f"sleep 31{uuid.uuid4().int % 1000:03d}"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 workflow:
   name: slow
   timeout: {{exec_timeout: 2s}}
@@ -235,7 +261,8 @@ workflow:
   - name: sleeper
     image: alpine
     command: [sh, -c, "{marker}"]
-""")
+""",
+    )
     started = time.monotonic()
     wf_id = platform.submit(path)
     wf = platform.wait(wf_id, timeout=60)
@@ -248,7 +275,9 @@ workflow:
 
 def test_cancel_stops_processes(platform: Platform, tmp_path: Path) -> None:
     marker = f"sleep 32{uuid.uuid4().int % 1000:03d}"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 workflow:
   name: cancel-me
   tasks:
@@ -262,7 +291,8 @@ workflow:
     image: alpine
     command: [sh, -c, "echo never"]
     inputs: [{{task: one}}]
-""")
+""",
+    )
     wf_id = platform.submit(path)
     platform.wait_task(wf_id, "one", "RUNNING")
     platform.wait_task(wf_id, "two", "RUNNING")
@@ -279,7 +309,9 @@ workflow:
 
 def test_lead_ending_group_stops_others(platform: Platform, tmp_path: Path) -> None:
     marker = f"sleep 33{uuid.uuid4().int % 1000:03d}"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 workflow:
   name: lead-ends
   groups:
@@ -292,7 +324,8 @@ workflow:
     - name: worker
       image: alpine
       command: [sh, -c, "{marker}"]
-""")
+""",
+    )
     wf_id = platform.submit(path)
     wf = platform.wait(wf_id, timeout=60)
     assert wf["status"] == "COMPLETED"
@@ -303,7 +336,9 @@ workflow:
 
 def test_strict_group_fails_on_nonlead_failure(platform: Platform, tmp_path: Path) -> None:
     marker = f"sleep 34{uuid.uuid4().int % 1000:03d}"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 workflow:
   name: strict
   groups:
@@ -326,7 +361,8 @@ workflow:
     - name: worker2
       image: alpine
       command: [sh, -c, "exit 4"]
-""")
+""",
+    )
     wf_id = platform.submit(path)
     wf = platform.wait(wf_id, timeout=60)
     assert group(wf, "g")["status"] == "FAILED"
@@ -341,7 +377,9 @@ workflow:
 
 def test_restart_after_failure(platform: Platform, tmp_path: Path) -> None:
     flag = Path("/var/tmp") / f"osmo-e2e-{uuid.uuid4().hex}"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 workflow:
   name: restartable
   tasks:
@@ -352,7 +390,8 @@ workflow:
     image: alpine
     command: [sh, -c, "test -e {flag} || exit 2; cat {{{{input:0}}}}/thing"]
     inputs: [{{task: make}}]
-""")
+""",
+    )
     try:
         wf_id = platform.submit(path)
         wf = platform.wait(wf_id)
@@ -372,7 +411,9 @@ workflow:
 
 
 def test_bad_input_is_rejected_and_nothing_stored(platform: Platform, tmp_path: Path) -> None:
-    bad = write(tmp_path, """
+    bad = write(
+        tmp_path,
+        """
 workflow:
   name: broken
   tasks:
@@ -380,13 +421,17 @@ workflow:
     image: alpine
     command: [sh]
     resource: huge
-""", "bad.yaml")
+""",
+        "bad.yaml",
+    )
     out = platform.osmo("workflow", "submit", str(bad), check=False)
     assert out.returncode == 1
     assert out.stderr.startswith(f"{bad}:8:15: ") and "huge" in out.stderr
     listed = json.loads(platform.osmo("workflow", "list", "--name", "broken", "-t", "json").stdout)
     assert listed["workflows"] == []
-    good = write(tmp_path, "workflow: {name: ok, tasks: [{name: a, image: x, command: [true]}]}", "good.yaml")
+    good = write(
+        tmp_path, "workflow: {name: ok, tasks: [{name: a, image: x, command: [true]}]}", "good.yaml"
+    )
     out = platform.osmo("workflow", "submit", str(good), "--pool", "nope", check=False)
     assert out.returncode == 1 and "pool 'nope' does not exist" in out.stderr
     out = platform.osmo("workflow", "query", "ghost-1", check=False)
@@ -396,7 +441,10 @@ workflow:
 
 
 def test_validate_and_spec_and_pools(platform: Platform, tmp_path: Path) -> None:
-    path = write(tmp_path, "default-values: {n: 1}\nworkflow: {name: v{{n}}, tasks: [{name: a, image: x, command: [echo, '{{output}}']}]}\n")
+    path = write(
+        tmp_path,
+        "default-values: {n: 1}\nworkflow: {name: v{{n}}, tasks: [{name: a, image: x, command: [echo, '{{output}}']}]}\n",
+    )
     out = platform.osmo("workflow", "validate", str(path), "--set", "n=7")
     assert "valid" in out.stdout and "v7" in out.stdout
     wf_id = platform.submit(path)

@@ -83,12 +83,22 @@ def pool_list(format_type: str) -> None:
         echo_json(result)
         return
     rows = [
-        [p["name"], p["backend"], "online" if p["online"] else "offline",
-         f"{p['used']['cpus']:g}/{p['capacity']['cpus']:g}", f"{p['used']['gpus']:g}/{p['capacity']['gpus']:g}",
-         f"{_gib(p['used']['memory_bytes'])}/{_gib(p['capacity']['memory_bytes'])}", p["description"]]
+        [
+            p["name"],
+            p["backend"],
+            "online" if p["online"] else "offline",
+            f"{p['used']['cpus']:g}/{p['capacity']['cpus']:g}",
+            f"{p['used']['gpus']:g}/{p['capacity']['gpus']:g}",
+            f"{_gib(p['used']['memory_bytes'])}/{_gib(p['capacity']['memory_bytes'])}",
+            p["description"],
+        ]
         for p in result["pools"]
     ]
-    click.echo(table(["POOL", "BACKEND", "STATE", "CPU USED", "GPU USED", "MEMORY USED", "DESCRIPTION"], rows))
+    click.echo(
+        table(
+            ["POOL", "BACKEND", "STATE", "CPU USED", "GPU USED", "MEMORY USED", "DESCRIPTION"], rows
+        )
+    )
 
 
 @click.group()
@@ -107,9 +117,15 @@ def resource_list(pools: tuple[str, ...], format_type: str) -> None:
         echo_json(result)
         return
     rows = [
-        [n["name"], n["backend"], ",".join(n["pools"]), f"{n['used_cpus']:g}/{n['cpus']:g}",
-         f"{n['used_gpus']}/{n['gpus']}", f"{_gib(n['used_memory_bytes'])}/{_gib(n['memory_bytes'])}",
-         "yes" if n["available"] else "no"]
+        [
+            n["name"],
+            n["backend"],
+            ",".join(n["pools"]),
+            f"{n['used_cpus']:g}/{n['cpus']:g}",
+            f"{n['used_gpus']}/{n['gpus']}",
+            f"{_gib(n['used_memory_bytes'])}/{_gib(n['memory_bytes'])}",
+            "yes" if n["available"] else "no",
+        ]
         for n in result["resources"]
     ]
     click.echo(table(["NODE", "BACKEND", "POOLS", "CPU", "GPU", "MEMORY", "AVAILABLE"], rows))

@@ -10,7 +10,9 @@ import click
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [
+        ["" if c is None else str(c) for c in row] for row in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -23,6 +25,11 @@ def echo_json(data: Any) -> None:
 
 def format_option(func: Any) -> Any:
     return click.option(
-        "--format-type", "-t", "format_type", type=click.Choice(["text", "json"]), default="text",
-        show_default=True, help="Output format.",
+        "--format-type",
+        "-t",
+        "format_type",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output format.",
     )(func)

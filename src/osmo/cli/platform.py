@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import CliError
 
-
-def _settings(host: str | None, port: int | None):  # type: ignore[no-untyped-def]
+if TYPE_CHECKING:
     from ..settings import Settings
 
-    overrides = {}
+
+def _settings(host: str | None, port: int | None) -> Settings:
+    from ..settings import Settings
+
+    overrides: dict[str, Any] = {}
     if host is not None:
         overrides["host"] = host
     if port is not None:
@@ -24,7 +30,7 @@ def _settings(host: str | None, port: int | None):  # type: ignore[no-untyped-de
         raise CliError(f"invalid settings: {exc}") from None
 
 
-def _bind(host: str, port: int):  # type: ignore[no-untyped-def]
+def _bind(host: str, port: int) -> socket.socket:
     from ..service.server import BindError, bind
 
     try:
@@ -35,7 +41,9 @@ def _bind(host: str, port: int):  # type: ignore[no-untyped-def]
 
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", default=None, type=int, help="Port to listen on (default 8080; 0 picks a free one).")
+@click.option(
+    "--port", default=None, type=int, help="Port to listen on (default 8080; 0 picks a free one)."
+)
 def standalone(host: str | None, port: int | None) -> None:
     """Run the whole platform on this machine: API, scheduler and a local operator."""
     from ..standalone import main as run
@@ -47,10 +55,8 @@ def standalone(host: str | None, port: int | None) -> None:
         click.echo(f"osmo standalone: serving {url} (state in {settings.home})", err=False)
         click.echo(f"  export OSMO_URL={url}", err=False)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run(settings, sock, announce)
-    except KeyboardInterrupt:
-        pass
 
 
 @click.group()
@@ -73,10 +79,8 @@ def server_start(host: str | None, port: int | None) -> None:
         if not settings.operator_tokens:
             click.echo(f"  operator bootstrap token in {settings.home / 'operator-token'}")
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, sock, on_started=started))
-    except KeyboardInterrupt:
-        pass
 
 
 @click.group()
@@ -85,12 +89,25 @@ def operator() -> None:
 
 
 @operator.command(name="start")
-@click.option("--server", "server_url", required=True, help="Control plane URL, e.g. http://host:8080.")
+@click.option(
+    "--server", "server_url", required=True, help="Control plane URL, e.g. http://host:8080."
+)
 @click.option("--backend", required=True, help="Backend name this operator serves.")
-@click.option("--token-file", required=True, type=click.Path(dir_okay=False), help="File holding the bootstrap token.")
+@click.option(
+    "--token-file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File holding the bootstrap token.",
+)
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local"]))
-@click.option("--state-dir", type=click.Path(file_okay=False), help="Where task folders live (default under OSMO_HOME).")
-def operator_start(server_url: str, backend: str, token_file: str, executor: str, state_dir: str | None) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Where task folders live (default under OSMO_HOME).",
+)
+def operator_start(
+    server_url: str, backend: str, token_file: str, executor: str, state_dir: str | None
+) -> None:
     """Dial out to a control plane and run the tasks it admits to this backend."""
     from ..operator.connection import Refused
     from ..operator.runner import make_executor, run_operator

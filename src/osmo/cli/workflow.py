@@ -107,8 +107,13 @@ def _validate_on_server(
         set_ = set_string = ()
     with api(file) as c:
         result = c.submit(
-            pool or "default", text, set_values=list(set_), set_strings=list(set_string),
-            template=template, labels=list(label), validation_only=True,
+            pool or "default",
+            text,
+            set_values=list(set_),
+            set_strings=list(set_string),
+            template=template,
+            labels=list(label),
+            validation_only=True,
         )
     if format_type == "json":
         click.echo(json.dumps({k: result[k] for k in ("valid", "name", "groups", "tasks")}))

@@ -29,7 +29,9 @@ def read_text(path: str) -> str:
         raise CliError(f"{path}: {exc.strerror}") from None
 
 
-def inline_localpaths(path: str, text: str, set_: tuple[str, ...], set_string: tuple[str, ...]) -> str | None:
+def inline_localpaths(
+    path: str, text: str, set_: tuple[str, ...], set_string: tuple[str, ...]
+) -> str | None:
     """Rendered YAML with ``localpath`` files read in, or None when the file uses none."""
     if "localpath" not in text:
         return None
@@ -69,23 +71,49 @@ def inline_localpaths(path: str, text: str, set_: tuple[str, ...], set_string: t
 
 @click.command()
 @click.argument("file_or_id")
-@click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="Template variable (int, float or string).")
-@click.option("--set-string", multiple=True, metavar="KEY=VALUE", help="Template variable kept as a string.")
-@click.option("--set-env", multiple=True, metavar="KEY=VALUE", help="Environment variable for every task.")
+@click.option(
+    "--set",
+    "set_",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Template variable (int, float or string).",
+)
+@click.option(
+    "--set-string", multiple=True, metavar="KEY=VALUE", help="Template variable kept as a string."
+)
+@click.option(
+    "--set-env", multiple=True, metavar="KEY=VALUE", help="Environment variable for every task."
+)
 @click.option("--pool", "-p", default="default", show_default=True, help="Pool to run in.")
-@click.option("--priority", type=click.Choice(["HIGH", "NORMAL", "LOW"], case_sensitive=False), default="NORMAL", show_default=True)
+@click.option(
+    "--priority",
+    type=click.Choice(["HIGH", "NORMAL", "LOW"], case_sensitive=False),
+    default="NORMAL",
+    show_default=True,
+)
 @click.option("--label", multiple=True, metavar="KEY=VALUE", help="Workflow label; repeatable.")
-@click.option("--dry-run", is_flag=True, help="Render and validate on the server; print the rendered spec.")
+@click.option(
+    "--dry-run", is_flag=True, help="Render and validate on the server; print the rendered spec."
+)
 @format_option
 def submit(
-    file_or_id: str, set_: tuple[str, ...], set_string: tuple[str, ...], set_env: tuple[str, ...], pool: str,
-    priority: str, label: tuple[str, ...], dry_run: bool, format_type: str,
+    file_or_id: str,
+    set_: tuple[str, ...],
+    set_string: tuple[str, ...],
+    set_env: tuple[str, ...],
+    pool: str,
+    priority: str,
+    label: tuple[str, ...],
+    dry_run: bool,
+    format_type: str,
 ) -> None:
     """Submit a workflow file (or resubmit a stored workflow by its id)."""
     template = None
     if not Path(file_or_id).exists() and WORKFLOW_ID_RE.match(file_or_id):
         if set_ or set_string or dry_run:
-            raise CliError("--set, --set-string and --dry-run cannot be used when resubmitting a workflow id")
+            raise CliError(
+                "--set, --set-string and --dry-run cannot be used when resubmitting a workflow id"
+            )
         with api() as c:
             text = c.spec(file_or_id)
             template = c.spec(file_or_id, template=True)
@@ -99,8 +127,15 @@ def submit(
             set_ = set_string = ()
     with api(filename) as c:
         result = c.submit(
-            pool, text, set_values=list(set_), set_strings=list(set_string), template=template,
-            priority=priority.upper(), labels=list(label), env_vars=list(set_env), dry_run=dry_run,
+            pool,
+            text,
+            set_values=list(set_),
+            set_strings=list(set_string),
+            template=template,
+            priority=priority.upper(),
+            labels=list(label),
+            env_vars=list(set_env),
+            dry_run=dry_run,
         )
     if dry_run:
         if format_type == "json":
@@ -116,10 +151,20 @@ def submit(
 
 def _print_workflow(wf: dict[str, Any]) -> None:
     fields = [
-        ("Workflow ID", wf["id"]), ("Status", wf["status"]), ("Pool", wf["pool"]),
-        ("Priority", wf["priority"]), ("Submitted by", wf["submitted_by"]), ("Submitted at", wf["submitted_at"]),
+        ("Workflow ID", wf["id"]),
+        ("Status", wf["status"]),
+        ("Pool", wf["pool"]),
+        ("Priority", wf["priority"]),
+        ("Submitted by", wf["submitted_by"]),
+        ("Submitted at", wf["submitted_at"]),
     ]
-    for key, label in (("started_at", "Started at"), ("finished_at", "Finished at"), ("parent_workflow_id", "Restarted from"), ("canceled_by", "Canceled by"), ("message", "Message")):
+    for key, label in (
+        ("started_at", "Started at"),
+        ("finished_at", "Finished at"),
+        ("parent_workflow_id", "Restarted from"),
+        ("canceled_by", "Canceled by"),
+        ("message", "Message"),
+    ):
         if wf.get(key):
             fields.append((label, wf[key]))
     if wf.get("labels"):
@@ -130,7 +175,17 @@ def _print_workflow(wf: dict[str, Any]) -> None:
     rows = []
     for g in wf["groups"]:
         for t in g["tasks"]:
-            rows.append([g["name"], t["name"], t["status"], t["exit_code"], t["retry_id"], "yes" if t["lead"] else "", t.get("node") or ""])
+            rows.append(
+                [
+                    g["name"],
+                    t["name"],
+                    t["status"],
+                    t["exit_code"],
+                    t["retry_id"],
+                    "yes" if t["lead"] else "",
+                    t.get("node") or "",
+                ]
+            )
     click.echo()
     click.echo(table(["GROUP", "TASK", "STATUS", "EXIT CODE", "RETRY", "LEAD", "NODE"], rows))
 
@@ -153,32 +208,63 @@ def query(workflow_id: str, verbose: bool, format_type: str) -> None:
 @click.option("--count", "-c", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--offset", "-f", default=0, type=click.IntRange(0))
 @click.option("--name", "-n", help="Workflow name contains (glob).")
-@click.option("--order", "-o", type=click.Choice(["asc", "desc"]), default="desc", show_default=True)
+@click.option(
+    "--order", "-o", type=click.Choice(["asc", "desc"]), default="desc", show_default=True
+)
 @click.option("--status", "-s", "statuses", multiple=True, help="Filter by status; repeatable.")
 @click.option("--user", "-u", "users", multiple=True, help="Filter by submitter; repeatable.")
 @click.option("--pool", "-p", "pools", multiple=True, help="Filter by pool; repeatable.")
-@click.option("--priority", multiple=True, type=click.Choice(["HIGH", "NORMAL", "LOW"], case_sensitive=False))
-@click.option("--label", multiple=True, metavar="KEY=SELECTOR", help="Label filter (glob *, (a|b)); repeatable, ANDed.")
+@click.option(
+    "--priority", multiple=True, type=click.Choice(["HIGH", "NORMAL", "LOW"], case_sensitive=False)
+)
+@click.option(
+    "--label",
+    multiple=True,
+    metavar="KEY=SELECTOR",
+    help="Label filter (glob *, (a|b)); repeatable, ANDed.",
+)
 @click.option("--no-label", multiple=True, metavar="KEY", help="Workflows without this label key.")
 @click.option("--submitted-after", metavar="YYYY-MM-DD")
 @click.option("--submitted-before", metavar="YYYY-MM-DD")
 @format_option
 def list_(
-    count: int, offset: int, name: str | None, order: str, statuses: tuple[str, ...], users: tuple[str, ...],
-    pools: tuple[str, ...], priority: tuple[str, ...], label: tuple[str, ...], no_label: tuple[str, ...],
-    submitted_after: str | None, submitted_before: str | None, format_type: str,
+    count: int,
+    offset: int,
+    name: str | None,
+    order: str,
+    statuses: tuple[str, ...],
+    users: tuple[str, ...],
+    pools: tuple[str, ...],
+    priority: tuple[str, ...],
+    label: tuple[str, ...],
+    no_label: tuple[str, ...],
+    submitted_after: str | None,
+    submitted_before: str | None,
+    format_type: str,
 ) -> None:
     """List workflows, newest first."""
     with api() as c:
         result = c.list_workflows(
-            limit=count, offset=offset, name=name, order=order, statuses=list(statuses), users=list(users),
-            pools=list(pools), priority=list(priority), label=list(label), no_label=list(no_label),
-            submitted_after=submitted_after, submitted_before=submitted_before,
+            limit=count,
+            offset=offset,
+            name=name,
+            order=order,
+            statuses=list(statuses),
+            users=list(users),
+            pools=list(pools),
+            priority=list(priority),
+            label=list(label),
+            no_label=list(no_label),
+            submitted_after=submitted_after,
+            submitted_before=submitted_before,
         )
     if format_type == "json":
         echo_json(result)
         return
-    rows = [[w["id"], w["status"], w["pool"], w["priority"], w["submitted_by"], w["submitted_at"]] for w in result["workflows"]]
+    rows = [
+        [w["id"], w["status"], w["pool"], w["priority"], w["submitted_by"], w["submitted_at"]]
+        for w in result["workflows"]
+    ]
     click.echo(table(["ID", "STATUS", "POOL", "PRIORITY", "USER", "SUBMITTED"], rows))
     if result.get("more"):
         click.echo(f"(more: use --offset {offset + count})")
@@ -191,11 +277,20 @@ def list_(
 @click.option("--error", is_flag=True, help="Show error logs of failed tasks.")
 @click.option("-n", "last_n", type=click.IntRange(1), help="Only the last N lines.")
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the workflow finishes.")
-def logs(workflow_id: str, task: str | None, retry_id: int | None, error: bool, last_n: int | None, follow: bool) -> None:
+def logs(
+    workflow_id: str,
+    task: str | None,
+    retry_id: int | None,
+    error: bool,
+    last_n: int | None,
+    follow: bool,
+) -> None:
     """Print a workflow's task logs (live while it runs, archived after)."""
     out = sys.stdout.buffer
     with api() as c:
-        for chunk in c.logs(workflow_id, task=task, retry_id=retry_id, last_n=last_n, follow=follow, error=error):
+        for chunk in c.logs(
+            workflow_id, task=task, retry_id=retry_id, last_n=last_n, follow=follow, error=error
+        ):
             out.write(chunk)
             out.flush()
 
@@ -213,7 +308,11 @@ def events(workflow_id: str, task: str | None, retry_id: int | None, format_type
         echo_json(result)
         return
     for e in result["events"]:
-        who = f" [{e['task']}" + (f" retry {e['retry_id']}" if e.get("retry_id") else "") + "]" if e.get("task") else ""
+        who = (
+            f" [{e['task']}" + (f" retry {e['retry_id']}" if e.get("retry_id") else "") + "]"
+            if e.get("task")
+            else ""
+        )
         click.echo(f"{e['time']}{who} {e['message']}")
 
 
@@ -222,7 +321,9 @@ def events(workflow_id: str, task: str | None, retry_id: int | None, format_type
 @click.option("--message", "-m", help="Why it is canceled (recorded).")
 @click.option("--force", "-f", is_flag=True, help="Clean up again even if the workflow finished.")
 @format_option
-def cancel(workflow_ids: tuple[str, ...], message: str | None, force: bool, format_type: str) -> None:
+def cancel(
+    workflow_ids: tuple[str, ...], message: str | None, force: bool, format_type: str
+) -> None:
     """Cancel workflows: every task stops and is marked FAILED_CANCELED."""
     from ..client import ApiError
 
@@ -262,7 +363,9 @@ def restart(workflow_id: str, pool: str | None, format_type: str) -> None:
 
 @click.command()
 @click.argument("workflow_id")
-@click.option("--template", is_flag=True, help="The original templated spec instead of the rendered one.")
+@click.option(
+    "--template", is_flag=True, help="The original templated spec instead of the rendered one."
+)
 def spec(workflow_id: str, template: bool) -> None:
     """Print a workflow's stored spec."""
     with api() as c:

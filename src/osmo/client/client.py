@@ -11,7 +11,9 @@ from .. import __version__
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error_code: str, message: str, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self, status: int, error_code: str, message: str, errors: list[dict[str, Any]] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.error_code = error_code
@@ -24,12 +26,20 @@ class ConnectionFailed(Exception):
 
 
 class OsmoClient:
-    def __init__(self, url: str, user: str | None = None, timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        url: str,
+        user: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
         headers = {"x-osmo-client-version": __version__}
         if user:
             headers["x-osmo-user"] = user
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -90,7 +100,11 @@ class OsmoClient:
         dry_run: bool = False,
         validation_only: bool = False,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"priority": priority, "label": labels or [], "env_vars": env_vars or []}
+        params: dict[str, Any] = {
+            "priority": priority,
+            "label": labels or [],
+            "env_vars": env_vars or [],
+        }
         if dry_run:
             params["dry_run"] = "true"
         if validation_only:
@@ -101,11 +115,15 @@ class OsmoClient:
             "set_string_variables": set_strings or [],
             "uploaded_templated_spec": template,
         }
-        result: dict[str, Any] = self._json("POST", f"/api/pool/{pool}/workflow", params=params, json=body)
+        result: dict[str, Any] = self._json(
+            "POST", f"/api/pool/{pool}/workflow", params=params, json=body
+        )
         return result
 
     def restart(self, pool: str, workflow_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"/api/pool/{pool}/workflow/{workflow_id}/restart")
+        result: dict[str, Any] = self._json(
+            "POST", f"/api/pool/{pool}/workflow/{workflow_id}/restart"
+        )
         return result
 
     def list_workflows(self, **filters: Any) -> dict[str, Any]:
@@ -114,14 +132,20 @@ class OsmoClient:
         return result
 
     def query(self, workflow_id: str, verbose: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", f"/api/workflow/{workflow_id}", params={"verbose": verbose})
+        result: dict[str, Any] = self._json(
+            "GET", f"/api/workflow/{workflow_id}", params={"verbose": verbose}
+        )
         return result
 
-    def cancel(self, workflow_id: str, message: str | None = None, force: bool = False) -> dict[str, Any]:
+    def cancel(
+        self, workflow_id: str, message: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"force": force}
         if message:
             params["message"] = message
-        result: dict[str, Any] = self._json("POST", f"/api/workflow/{workflow_id}/cancel", params=params)
+        result: dict[str, Any] = self._json(
+            "POST", f"/api/workflow/{workflow_id}/cancel", params=params
+        )
         return result
 
     def logs(
@@ -152,17 +176,23 @@ class OsmoClient:
         except httpx.TransportError as exc:
             raise ConnectionFailed(f"cannot reach the osmo server at {self.url}: {exc}") from None
 
-    def events(self, workflow_id: str, task: str | None = None, retry_id: int | None = None) -> dict[str, Any]:
+    def events(
+        self, workflow_id: str, task: str | None = None, retry_id: int | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if task:
             params["task_name"] = task
         if retry_id is not None:
             params["retry_id"] = retry_id
-        result: dict[str, Any] = self._json("GET", f"/api/workflow/{workflow_id}/events", params=params)
+        result: dict[str, Any] = self._json(
+            "GET", f"/api/workflow/{workflow_id}/events", params=params
+        )
         return result
 
     def spec(self, workflow_id: str, template: bool = False) -> str:
-        return self._request("GET", f"/api/workflow/{workflow_id}/spec", params={"use_template": template}).text
+        return self._request(
+            "GET", f"/api/workflow/{workflow_id}/spec", params={"use_template": template}
+        ).text
 
     def pools(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/api/pool")

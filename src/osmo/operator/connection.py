@@ -102,8 +102,11 @@ class OperatorConnection:
 
     async def _session(self, ws: Any) -> None:
         hello = Hello(
-            backend=self.backend, version=__version__, executor=self.executor.kind,
-            nodes=self.executor.nodes(), tasks=self.executor.known_tasks(),
+            backend=self.backend,
+            version=__version__,
+            executor=self.executor.kind,
+            nodes=self.executor.nodes(),
+            tasks=self.executor.known_tasks(),
         )
         await ws.send(self._envelope(hello).model_dump_json())
         first = Envelope.model_validate_json(await ws.recv())

@@ -27,6 +27,7 @@ __all__ = [
     "LaunchGroup",
     "LogChunk",
     "NodeInfo",
+    "OutputTarget",
     "Refuse",
     "StopTasks",
     "TaskFile",
@@ -153,6 +154,11 @@ class InputSource(_Msg):
     regex: str | None = None
 
 
+class OutputTarget(_Msg):
+    url: str
+    regex: str | None = None
+
+
 class TaskLaunchSpec(TaskRef):
     group: str
     lead: bool = False
@@ -163,6 +169,7 @@ class TaskLaunchSpec(TaskRef):
     files: list[TaskFile] = Field(default_factory=list)
     inputs: list[InputSource] = Field(default_factory=list)
     output_url: str | None = None
+    outputs: list[OutputTarget] = Field(default_factory=list)  # user ``outputs: - url:``
     cpu: int | None = None
     gpu: int | None = None
     memory_bytes: int | None = None

@@ -25,7 +25,7 @@ from .control import (
     write_exit_for_lost,
     write_task,
 )
-from .launch import FileSpec, InputSource, TaskLaunch
+from .launch import FileSpec, InputSource, OutputTarget, TaskLaunch
 from .taskdir import ExitInfo, TaskDir
 from .tokens import TokenContext, TokenError, substitute
 
@@ -47,6 +47,7 @@ __all__ = [
     "ExitInfo",
     "FileSpec",
     "InputSource",
+    "OutputTarget",
     "TaskDir",
     "TaskLaunch",
     "TaskStatus",

@@ -51,6 +51,13 @@ class InputSource(_Model):
     regex: str | None = None
 
 
+class OutputTarget(_Model):
+    """An ``outputs: - url:`` entry: the output folder is uploaded there after success."""
+
+    url: str
+    regex: str | None = None
+
+
 class TaskLaunch(_Model):
     workflow_id: str
     group: str
@@ -62,6 +69,7 @@ class TaskLaunch(_Model):
     files: list[FileSpec] = Field(default_factory=list)
     inputs: list[InputSource] = Field(default_factory=list)
     output_url: str | None = None
+    outputs: list[OutputTarget] = Field(default_factory=list)
     barrier: bool = False
     hosts: dict[str, str] = Field(default_factory=dict)
     image: str = ""  # recorded only: the local executor runs on the host's own filesystem

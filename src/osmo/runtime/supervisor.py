@@ -178,10 +178,14 @@ class Supervisor:
                 result = self._run_command(launch, argv, env)
                 exit_code, terminated, error = result.exit_code, result.terminated, result.error
                 if not terminated:  # a stopped task ends in phase "run", output not uploaded
-                    if launch.output_url:
+                    if launch.output_url or (launch.outputs and exit_code == 0):
                         phase = "upload"
                         write_state(td, "uploading", started_at=started_at)
+                    if launch.output_url:
                         self._upload(launch.output_url)
+                    if exit_code == 0:  # user outputs only after success
+                        for target in launch.outputs:
+                            self._upload(target.url, target.regex)
                     phase = "done"
             except TaskFailure as e:
                 exit_code, error = e.exit_code, str(e)
@@ -289,9 +293,9 @@ class Supervisor:
                 ) from e
             log.info("input %d: %d files, %d bytes from %s", i, res.files, res.bytes, inp.url)
 
-    def _upload(self, url: str) -> None:
+    def _upload(self, url: str, regex: str | None = None) -> None:
         try:
-            res = open_store(url).upload_dir(self.td.output, url)
+            res = open_store(url).upload_dir(self.td.output, url, regex)
         except StorageError as e:
             raise TaskFailure(
                 exitcodes.UPLOAD_FAILED, f"upload of the output folder to {url} failed: {e}"

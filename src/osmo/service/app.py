@@ -49,17 +49,25 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"message": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}", "key": ".".join(str(p) for p in e.get("loc", ()))}
+            {
+                "message": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}",
+                "key": ".".join(str(p) for p in e.get("loc", ())),
+            }
             for e in exc.errors()
         ]
-        message = errors[0]["message"] if len(errors) == 1 else f"{len(errors)} invalid request fields"
-        return JSONResponse({"error_code": "BAD_REQUEST", "message": message, "errors": errors}, status_code=400)
+        message = (
+            errors[0]["message"] if len(errors) == 1 else f"{len(errors)} invalid request fields"
+        )
+        return JSONResponse(
+            {"error_code": "BAD_REQUEST", "message": message, "errors": errors}, status_code=400
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(
-            {"error_code": "SERVER_ERROR", "message": f"internal error: {type(exc).__name__}"}, status_code=500
+            {"error_code": "SERVER_ERROR", "message": f"internal error: {type(exc).__name__}"},
+            status_code=500,
         )
 
     for module in (misc, workflows, pools, resources, agent):

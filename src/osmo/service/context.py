@@ -79,8 +79,11 @@ class Service:
             if await session.get(Pool, DEFAULT_POOL) is None:
                 session.add(
                     Pool(
-                        name=DEFAULT_POOL, backend=LOCAL_BACKEND, description="this machine",
-                        default_exit_actions=DEFAULT_EXIT_ACTIONS, created_at=time.time(),
+                        name=DEFAULT_POOL,
+                        backend=LOCAL_BACKEND,
+                        description="this machine",
+                        default_exit_actions=DEFAULT_EXIT_ACTIONS,
+                        created_at=time.time(),
                     )
                 )
             # Nobody is connected right after a start; hellos set backends online again.
@@ -96,7 +99,9 @@ class Service:
             from ..protocol import StopTasks
 
             for backend, refs in fx.stops.items():
-                await self.hub.send(backend, StopTasks(tasks=refs, reason=fx.stop_reasons.get(backend, "")))
+                await self.hub.send(
+                    backend, StopTasks(tasks=refs, reason=fx.stop_reasons.get(backend, ""))
+                )
         if fx.wake_scheduler:
             self.scheduler.wake()
         if fx.changed_workflows:
@@ -123,12 +128,25 @@ class Service:
             now = time.time()
             try:
                 for name, link in list(self.hub.links.items()):
-                    if link.socket is None and link.last_heartbeat and now - link.last_heartbeat > self.settings.backend_error_after:
-                        n = await fail_backend_tasks(self.lifecycle, name, f"backend {name} offline for more than {self.settings.backend_error_after:g}s")
+                    if (
+                        link.socket is None
+                        and link.last_heartbeat
+                        and now - link.last_heartbeat > self.settings.backend_error_after
+                    ):
+                        n = await fail_backend_tasks(
+                            self.lifecycle,
+                            name,
+                            f"backend {name} offline for more than {self.settings.backend_error_after:g}s",
+                        )
                         if n:
-                            log.warning("backend %s offline: %d tasks failed with backend error", name, n)
+                            log.warning(
+                                "backend %s offline: %d tasks failed with backend error", name, n
+                            )
                         link.last_heartbeat = 0
-                    elif link.socket is not None and now - link.last_heartbeat > self.settings.backend_offline_after:
+                    elif (
+                        link.socket is not None
+                        and now - link.last_heartbeat > self.settings.backend_offline_after
+                    ):
                         log.warning("backend %s missed heartbeats; marking offline", name)
                         await mark_offline(self.lifecycle, name)
             except Exception:

@@ -7,6 +7,7 @@ operator restart writes nothing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,7 +41,9 @@ class LogStore:
             return
         if offset > have:
             # Should not happen (backends resume from the offsets we report); keep the bytes.
-            log.warning("log of %s/%s/%s has a gap of %d bytes", workflow_id, task, retry_id, offset - have)
+            log.warning(
+                "log of %s/%s/%s has a gap of %d bytes", workflow_id, task, retry_id, offset - have
+            )
         else:
             data = data[have - offset :]
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -54,10 +57,8 @@ class LogStore:
 
     async def wait_change(self, timeout: float) -> None:
         async with self._changed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
 
     def read(self, workflow_id: str, task: str, retry_id: int, offset: int = 0) -> bytes:
         p = self.path(workflow_id, task, retry_id)
@@ -75,7 +76,9 @@ class LogStore:
         parts = data.splitlines(keepends=True)
         return b"".join(parts[-lines:])
 
-    async def follow(self, workflow_id: str, task: str, retry_id: int, offset: int = 0) -> AsyncIterator[bytes]:
+    async def follow(
+        self, workflow_id: str, task: str, retry_id: int, offset: int = 0
+    ) -> AsyncIterator[bytes]:
         while True:
             chunk = self.read(workflow_id, task, retry_id, offset)
             if chunk:

@@ -54,8 +54,12 @@ async def serve(
         service.before_stop.append(before_stop)
     app = create_app(settings, service)
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
-        ws_max_size=64 * 1024 * 1024, access_log=False,
+        app,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        ws_max_size=64 * 1024 * 1024,
+        access_log=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

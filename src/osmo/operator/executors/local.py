@@ -8,6 +8,7 @@ restarted operator re-adopts every task folder it finds and reports what happene
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -21,6 +22,7 @@ from ...protocol import LaunchGroup, LogChunk, NodeInfo, TaskRef, TaskReport
 from ...runtime import (
     FileSpec,
     InputSource,
+    OutputTarget,
     TaskLaunch,
     ZygoteClient,
     read_log,
@@ -78,15 +80,24 @@ def host_nodes() -> list[NodeInfo]:
                     break
     except OSError:
         pass
-    gpus = len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()]) if os.path.isdir("/dev") else 0
+    gpus = (
+        len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
+        if os.path.isdir("/dev")
+        else 0
+    )
     try:
         disk = shutil.disk_usage("/").total
     except OSError:
         disk = 0
     return [
         NodeInfo(
-            name=socket.gethostname(), cpus=float(os.cpu_count() or 1), memory_bytes=memory, gpus=gpus,
-            storage_bytes=disk, labels={"osmo.io/executor": "local"}, available=True,
+            name=socket.gethostname(),
+            cpus=float(os.cpu_count() or 1),
+            memory_bytes=memory,
+            gpus=gpus,
+            storage_bytes=disk,
+            labels={"osmo.io/executor": "local"},
+            available=True,
         )
     ]
 
@@ -125,14 +136,20 @@ class LocalExecutor(Executor):
                         shutil.rmtree(retry_dir, ignore_errors=True)
                         continue
                     try:
-                        launch = TaskLaunch.model_validate_json((retry_dir / "task.json").read_text())
+                        launch = TaskLaunch.model_validate_json(
+                            (retry_dir / "task.json").read_text()
+                        )
                     except (OSError, ValueError):
                         log.warning("unreadable task folder %s; leaving it", retry_dir)
                         continue
-                    ref = TaskRef(workflow_id=launch.workflow_id, task=launch.task, retry_id=launch.retry_id)
+                    ref = TaskRef(
+                        workflow_id=launch.workflow_id, task=launch.task, retry_id=launch.retry_id
+                    )
                     k = _key(ref)
                     gkey = (launch.workflow_id, launch.group)
-                    self.tasks[k] = Tracked(ref=ref, path=retry_dir, group=gkey, barrier=launch.barrier, released=True)
+                    self.tasks[k] = Tracked(
+                        ref=ref, path=retry_dir, group=gkey, barrier=launch.barrier, released=True
+                    )
                     self.groups.setdefault(gkey, GroupState(released=True)).members.add(k)
         if self.tasks:
             log.info("adopted %d task(s) from an earlier run", len(self.tasks))
@@ -183,10 +200,8 @@ class LocalExecutor(Executor):
                 group.members.discard(_key(ref))
                 if not group.members:
                     self.groups.pop(t.group, None)
-            try:
+            with contextlib.suppress(OSError):
                 (t.path / ACKED_MARKER).touch()
-            except OSError:
-                pass
             await asyncio.to_thread(shutil.rmtree, t.path, True)
 
     async def launch(self, group: LaunchGroup) -> None:
@@ -201,11 +216,22 @@ class LocalExecutor(Executor):
             if k in self.tasks or path.exists():
                 continue  # a replayed launch
             launch = TaskLaunch(
-                workflow_id=spec.workflow_id, group=spec.group, task=spec.task, retry_id=spec.retry_id,
-                command=spec.command, args=spec.args, environment=spec.environment,
-                files=[FileSpec(path=f.path, contents=f.contents, base64=f.base64) for f in spec.files],
+                workflow_id=spec.workflow_id,
+                group=spec.group,
+                task=spec.task,
+                retry_id=spec.retry_id,
+                command=spec.command,
+                args=spec.args,
+                environment=spec.environment,
+                files=[
+                    FileSpec(path=f.path, contents=f.contents, base64=f.base64) for f in spec.files
+                ],
                 inputs=[InputSource(name=i.name, url=i.url, regex=i.regex) for i in spec.inputs],
-                output_url=spec.output_url, barrier=gate, hosts=hosts, image=spec.image,
+                output_url=spec.output_url,
+                outputs=[OutputTarget(url=o.url, regex=o.regex) for o in spec.outputs],
+                barrier=gate,
+                hosts=hosts,
+                image=spec.image,
                 kill_grace_seconds=self.kill_grace,
             )
             ref = TaskRef(workflow_id=spec.workflow_id, task=spec.task, retry_id=spec.retry_id)
@@ -242,18 +268,39 @@ class LocalExecutor(Executor):
         from ...runtime import TaskStatus as RtStatus
 
         assert isinstance(status, RtStatus)
-        base = dict(workflow_id=t.ref.workflow_id, task=t.ref.task, retry_id=t.ref.retry_id, node=self._nodes[0].name)
+        base = dict(
+            workflow_id=t.ref.workflow_id,
+            task=t.ref.task,
+            retry_id=t.ref.retry_id,
+            node=self._nodes[0].name,
+        )
         if status.exit is not None:
             e = status.exit
             if e.phase == "lost":
-                return TaskReport(**base, status="FAILED_BACKEND_ERROR", exit_code=LOST_EXIT_CODE, message=e.error, started_at=e.started_at, finished_at=e.finished_at)
+                return TaskReport(
+                    **base,
+                    status="FAILED_BACKEND_ERROR",
+                    exit_code=LOST_EXIT_CODE,
+                    message=e.error,
+                    started_at=e.started_at,
+                    finished_at=e.finished_at,
+                )
             code = e.exit_code
             return TaskReport(
-                **base, status="COMPLETED" if code == 0 else "FAILED", exit_code=code, message=e.error,
-                started_at=e.started_at, finished_at=e.finished_at,
+                **base,
+                status="COMPLETED" if code == 0 else "FAILED",
+                exit_code=code,
+                message=e.error,
+                started_at=e.started_at,
+                finished_at=e.finished_at,
             )
         if status.lost:
-            return TaskReport(**base, status="FAILED_BACKEND_ERROR", exit_code=LOST_EXIT_CODE, message="the task's supervisor died")
+            return TaskReport(
+                **base,
+                status="FAILED_BACKEND_ERROR",
+                exit_code=LOST_EXIT_CODE,
+                message="the task's supervisor died",
+            )
         if status.state in ("running", "uploading"):
             return TaskReport(**base, status="RUNNING", started_at=status.started_at)
         return TaskReport(**base, status="INITIALIZING")
@@ -270,10 +317,8 @@ class LocalExecutor(Executor):
             # Poll fast while tasks are moving; back off when nothing changes.
             delay = self.poll_interval if idle < 50 else min(0.25, self.poll_interval * 5)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
 
     def _scan(self) -> bool:
         changed = False
@@ -286,12 +331,20 @@ class LocalExecutor(Executor):
                 mtime = 0.0
             changed |= self._ship_log(t)
             now = time.monotonic()
-            if mtime == t.state_mtime and t.reported is not None and now - t.checked_at < LIVENESS_EVERY:
+            if (
+                mtime == t.state_mtime
+                and t.reported is not None
+                and now - t.checked_at < LIVENESS_EVERY
+            ):
                 continue
             t.checked_at = now
             status = read_status(t.path)
             if status.lost:
-                write_exit_for_lost(t.path, LOST_EXIT_CODE, "the task's supervisor died without recording an exit code")
+                write_exit_for_lost(
+                    t.path,
+                    LOST_EXIT_CODE,
+                    "the task's supervisor died without recording an exit code",
+                )
                 status = read_status(t.path)
             t.state_mtime = mtime
             report = self._report(t, status)
@@ -320,8 +373,11 @@ class LocalExecutor(Executor):
                 break
             self.outbox.put_nowait(
                 LogChunk(
-                    workflow_id=t.ref.workflow_id, task=t.ref.task, retry_id=t.ref.retry_id,
-                    offset=t.log_offset, data=data.decode("utf-8", "surrogateescape"),
+                    workflow_id=t.ref.workflow_id,
+                    task=t.ref.task,
+                    retry_id=t.ref.retry_id,
+                    offset=t.log_offset,
+                    data=data.decode("utf-8", "surrogateescape"),
                 )
             )
             t.log_offset = new_offset
@@ -331,7 +387,7 @@ class LocalExecutor(Executor):
         return shipped
 
     def _release_barriers(self) -> None:
-        for gkey, group in self.groups.items():
+        for _gkey, group in self.groups.items():
             if group.released:
                 continue
             members = [self.tasks[k] for k in group.members if k in self.tasks]
@@ -340,7 +396,9 @@ class LocalExecutor(Executor):
                 group.released = True
                 continue
             states = [read_status(m.path) for m in gated]
-            if any(s.done for s in states) or all(s.state in ("ready", "running", "uploading", "done") for s in states):
+            if any(s.done for s in states) or all(
+                s.state in ("ready", "running", "uploading", "done") for s in states
+            ):
                 for m in gated:
                     release_barrier(m.path)
                 group.released = True

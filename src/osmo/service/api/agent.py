@@ -62,17 +62,25 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
     major = hello.protocol_version.split(".")[0]
     if major != str(PROTOCOL_MAJOR):
         await _refuse(
-            ws, service,
+            ws,
+            service,
             f"operator speaks protocol {hello.protocol_version}; this server speaks {PROTOCOL_MAJOR}.x — "
             "install a matching operator version",
             4400,
         )
         return
     if hello.backend != backend:
-        await _refuse(ws, service, f"hello names backend {hello.backend!r} but the URL names {backend!r}", 4400)
+        await _refuse(
+            ws,
+            service,
+            f"hello names backend {hello.backend!r} but the URL names {backend!r}",
+            4400,
+        )
         return
     if service.hub.connected(backend):
-        await _refuse(ws, service, f"backend {backend!r} is already connected from another operator", 4409)
+        await _refuse(
+            ws, service, f"backend {backend!r} is already connected from another operator", 4409
+        )
         return
 
     forget, resend = await reconcile(service.lifecycle, hello, hello.executor)
@@ -80,8 +88,11 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
     await service.hub.send_unacked(
         ws,
         Welcome(
-            backend=backend, server_version=__version__,
-            heartbeat_interval=service.settings.heartbeat_interval, log_offsets=offsets, finished=forget,
+            backend=backend,
+            server_version=__version__,
+            heartbeat_interval=service.settings.heartbeat_interval,
+            log_offsets=offsets,
+            finished=forget,
         ),
     )
     link = service.hub.link(backend)
@@ -93,7 +104,12 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
     if forget:
         await service.hub.send(backend, StopTasks(tasks=forget, reason="already finished"))
     service.scheduler.wake()
-    log.info("operator for backend %s connected (%s, %d nodes)", backend, hello.executor, len(hello.nodes))
+    log.info(
+        "operator for backend %s connected (%s, %d nodes)",
+        backend,
+        hello.executor,
+        len(hello.nodes),
+    )
     try:
         while True:
             raw = await ws.receive_text()

@@ -23,14 +23,19 @@ async def list_pools(service: ServiceDep) -> PoolList:
         used = ledger.used.get(p.backend, {})
         out.append(
             PoolOut(
-                name=p.name, backend=p.backend, description=p.description,
-                online=service.hub.is_online(p.backend), default_exit_actions=dict(p.default_exit_actions or {}),
+                name=p.name,
+                backend=p.backend,
+                description=p.description,
+                online=service.hub.is_online(p.backend),
+                default_exit_actions=dict(p.default_exit_actions or {}),
                 capacity={
-                    "cpus": sum(n.cpus for n in nodes), "gpus": sum(n.gpus for n in nodes),
+                    "cpus": sum(n.cpus for n in nodes),
+                    "gpus": sum(n.gpus for n in nodes),
                     "memory_bytes": sum(n.memory_bytes for n in nodes),
                 },
                 used={
-                    "cpus": sum(u.cpu for u in used.values()), "gpus": sum(u.gpu for u in used.values()),
+                    "cpus": sum(u.cpu for u in used.values()),
+                    "gpus": sum(u.gpu for u in used.values()),
                     "memory_bytes": sum(u.memory for u in used.values()),
                 },
             )

@@ -16,7 +16,11 @@ router = APIRouter(prefix="/api", tags=["resources"])
 
 
 @router.get("/resources", response_model=ResourceList)
-async def list_resources(service: ServiceDep, pools: Annotated[list[str], Query()] = []) -> ResourceList:  # noqa: B006
+async def list_resources(
+    service: ServiceDep, pools: Annotated[list[str] | None, Query()] = None
+) -> ResourceList:
+    if pools is None:
+        pools = []
     async with service.sessions() as session:
         rows = (await session.execute(select(Pool))).scalars().all()
     pools_of: dict[str, list[str]] = {}
@@ -31,10 +35,18 @@ async def list_resources(service: ServiceDep, pools: Annotated[list[str], Query(
             u = ledger.used.get(backend, {}).get(n.name, NodeUse())
             out.append(
                 NodeOut(
-                    name=n.name, backend=backend, pools=sorted(pools_of.get(backend, [])), cpus=n.cpus,
-                    memory_bytes=n.memory_bytes, gpus=n.gpus, gpu_type=n.gpu_type,
-                    available=n.available and service.hub.is_online(backend), used_cpus=u.cpu,
-                    used_memory_bytes=u.memory, used_gpus=u.gpu, labels=n.labels,
+                    name=n.name,
+                    backend=backend,
+                    pools=sorted(pools_of.get(backend, [])),
+                    cpus=n.cpus,
+                    memory_bytes=n.memory_bytes,
+                    gpus=n.gpus,
+                    gpu_type=n.gpu_type,
+                    available=n.available and service.hub.is_online(backend),
+                    used_cpus=u.cpu,
+                    used_memory_bytes=u.memory,
+                    used_gpus=u.gpu,
+                    labels=n.labels,
                 )
             )
     return ResourceList(resources=out)

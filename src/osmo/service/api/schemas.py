@@ -23,9 +23,15 @@ class ErrorResponse(BaseModel):
 
 class SubmitBody(BaseModel):
     file: str = Field(description="The workflow file's text (a template is rendered by the server)")
-    set_variables: list[str] = Field(default_factory=list, description="KEY=VALUE, cast int/float/string")
-    set_string_variables: list[str] = Field(default_factory=list, description="KEY=VALUE, kept as strings")
-    uploaded_templated_spec: str | None = Field(default=None, description="The original template text, if `file` was pre-rendered")
+    set_variables: list[str] = Field(
+        default_factory=list, description="KEY=VALUE, cast int/float/string"
+    )
+    set_string_variables: list[str] = Field(
+        default_factory=list, description="KEY=VALUE, kept as strings"
+    )
+    uploaded_templated_spec: str | None = Field(
+        default=None, description="The original template text, if `file` was pre-rendered"
+    )
 
 
 class SubmitResponse(BaseModel):

@@ -46,9 +46,15 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def _summary(wf: Workflow) -> WorkflowSummary:
     return WorkflowSummary(
-        id=wf.workflow_id, name=wf.name, status=wf.status, pool=wf.pool, priority=wf.priority,
-        submitted_by=wf.submitted_by, submitted_at=queries.iso(wf.submitted_at) or "",
-        started_at=queries.iso(wf.started_at), finished_at=queries.iso(wf.finished_at),
+        id=wf.workflow_id,
+        name=wf.name,
+        status=wf.status,
+        pool=wf.pool,
+        priority=wf.priority,
+        submitted_by=wf.submitted_by,
+        submitted_at=queries.iso(wf.submitted_at) or "",
+        started_at=queries.iso(wf.started_at),
+        finished_at=queries.iso(wf.finished_at),
         labels=dict(wf.labels or {}),
     )
 
@@ -67,19 +73,30 @@ async def submit_workflow(
 ) -> SubmitResponse | ValidateResponse:
     try:
         set_values = parse_set_values(body.set_variables, as_string=False, flag="--set")
-        set_strings = parse_set_values(body.set_string_variables, as_string=True, flag="--set-string")
+        set_strings = parse_set_values(
+            body.set_string_variables, as_string=True, flag="--set-string"
+        )
     except SpecError as exc:
         raise submitting.spec_error(exc) from None
     req = submitting.SubmitRequest(
-        text=body.file, pool=pool, user=identity.user, set_values=set_values,
-        set_string_values=set_strings, template_text=body.uploaded_templated_spec,
-        priority=priority.upper(), labels=_pairs(label, "--label"), env_vars=_pairs(env_vars, "--set-env"),
+        text=body.file,
+        pool=pool,
+        user=identity.user,
+        set_values=set_values,
+        set_string_values=set_strings,
+        template_text=body.uploaded_templated_spec,
+        priority=priority.upper(),
+        labels=_pairs(label, "--label"),
+        env_vars=_pairs(env_vars, "--set-env"),
     )
     lc = service.lifecycle
     if dry_run or validation_only:
         spec, rendered = await submitting.validate(lc, req, service.limits)
         return ValidateResponse(
-            valid=True, name=spec.name, groups=len(spec.groups), tasks=len(spec.tasks),
+            valid=True,
+            name=spec.name,
+            groups=len(spec.groups),
+            tasks=len(spec.tasks),
             spec=rendered if dry_run else None,
         )
     wf_id = await submitting.submit(lc, req, service.limits)
@@ -87,8 +104,12 @@ async def submit_workflow(
 
 
 @router.post("/pool/{pool}/workflow/{workflow_id}/restart", response_model=SubmitResponse)
-async def restart_workflow(pool: str, workflow_id: str, service: ServiceDep, identity: IdentityDep) -> SubmitResponse:
-    new_id = await submitting.restart(service.lifecycle, workflow_id, identity.user, pool, service.limits)
+async def restart_workflow(
+    pool: str, workflow_id: str, service: ServiceDep, identity: IdentityDep
+) -> SubmitResponse:
+    new_id = await submitting.restart(
+        service.lifecycle, workflow_id, identity.user, pool, service.limits
+    )
     return SubmitResponse(id=new_id)
 
 
@@ -121,18 +142,28 @@ async def list_workflows(
 ) -> WorkflowList:
     for s in statuses:
         if s.upper() not in WorkflowStatus.__members__:
-            raise ServiceError(f"unknown status {s!r}; use one of {', '.join(WorkflowStatus.__members__)}")
+            raise ServiceError(
+                f"unknown status {s!r}; use one of {', '.join(WorkflowStatus.__members__)}"
+            )
     q = queries.list_query(
         users=users if users else ([] if all_users else [identity.user]),
-        name=name, statuses=[s.upper() for s in statuses], pools=pools, priority=[p.upper() for p in priority],
+        name=name,
+        statuses=[s.upper() for s in statuses],
+        pools=pools,
+        priority=[p.upper() for p in priority],
         submitted_after=_day(submitted_after, "submitted_after"),
         submitted_before=_day(submitted_before, "submitted_before"),
-        labels=_pairs(label, "--label"), no_labels=no_label, order=order,
+        labels=_pairs(label, "--label"),
+        no_labels=no_label,
+        order=order,
     )
     async with service.sessions() as session:
         rows = (await session.execute(q.offset(offset).limit(limit + 1))).scalars().all()
     return WorkflowList(
-        workflows=[_summary(wf) for wf in rows[:limit]], offset=offset, limit=limit, more=len(rows) > limit
+        workflows=[_summary(wf) for wf in rows[:limit]],
+        offset=offset,
+        limit=limit,
+        more=len(rows) > limit,
     )
 
 
@@ -154,19 +185,31 @@ async def query_workflow(
             raise NotFound(f"workflow {workflow_id!r} not found")
         if skip_groups:
             return WorkflowOut(
-                **_summary(wf).model_dump(), backend=wf.backend, parent_workflow_id=wf.parent_workflow_id,
-                canceled_by=wf.canceled_by, message=wf.message, groups=[],
+                **_summary(wf).model_dump(),
+                backend=wf.backend,
+                parent_workflow_id=wf.parent_workflow_id,
+                canceled_by=wf.canceled_by,
+                message=wf.message,
+                groups=[],
             )
         detail = await queries.workflow_detail(session, wf, verbose)
-        spec, specs, _ = await service.lifecycle.specs.get(session, wf.pk, wf.spec_json)
+        _spec, specs, _ = await service.lifecycle.specs.get(session, wf.pk, wf.spec_json)
     summary = _summary(wf)
     return WorkflowOut(
-        **summary.model_dump(), backend=wf.backend, parent_workflow_id=wf.parent_workflow_id,
-        canceled_by=wf.canceled_by, message=wf.message,
+        **summary.model_dump(),
+        backend=wf.backend,
+        parent_workflow_id=wf.parent_workflow_id,
+        canceled_by=wf.canceled_by,
+        message=wf.message,
         groups=[
             GroupOut(
-                name=g.name, status=g.status, upstream=list(g.upstream or []), message=g.message,
-                tasks=[_task_out(t, specs.get(t.name).image if t.name in specs else None) for t in tasks],
+                name=g.name,
+                status=g.status,
+                upstream=list(g.upstream or []),
+                message=g.message,
+                tasks=[
+                    _task_out(t, specs[t.name].image if t.name in specs else None) for t in tasks
+                ],
             )
             for g, tasks in detail
         ],
@@ -175,9 +218,17 @@ async def query_workflow(
 
 def _task_out(t: Task, image: str | None) -> TaskOut:
     return TaskOut(
-        name=t.name, status=t.status, exit_code=t.exit_code, retry_id=t.retry_id, lead=t.lead,
-        node=t.node, backend=t.backend, image=image, started_at=queries.iso(t.started_at),
-        finished_at=queries.iso(t.finished_at), message=t.message,
+        name=t.name,
+        status=t.status,
+        exit_code=t.exit_code,
+        retry_id=t.retry_id,
+        lead=t.lead,
+        node=t.node,
+        backend=t.backend,
+        image=image,
+        started_at=queries.iso(t.started_at),
+        finished_at=queries.iso(t.finished_at),
+        message=t.message,
     )
 
 
@@ -198,18 +249,32 @@ async def query_task(workflow_id: str, task: str, service: ServiceDep) -> TaskOu
 
 @router.post("/workflow/{workflow_id}/cancel", response_model=CancelResponse)
 async def cancel_workflow(
-    workflow_id: str, service: ServiceDep, identity: IdentityDep, message: str | None = None, force: bool = False
+    workflow_id: str,
+    service: ServiceDep,
+    identity: IdentityDep,
+    message: str | None = None,
+    force: bool = False,
 ) -> CancelResponse:
     wf = await service.lifecycle.cancel(workflow_id, identity.user, message, force)
     return CancelResponse(id=wf.workflow_id, status=wf.status)
 
 
-async def _log_targets(service: ServiceDep, wf: Workflow, task: str | None, retry_id: int | None) -> list[Task]:
+async def _log_targets(
+    service: ServiceDep, wf: Workflow, task: str | None, retry_id: int | None
+) -> list[Task]:
     async with service.sessions() as session:
         detail = await queries.workflow_detail(session, wf, verbose=retry_id is not None)
-    out = [t for _, tasks in detail for t in tasks if (task is None or t.name == task) and (retry_id is None or t.retry_id == retry_id)]
+    out = [
+        t
+        for _, tasks in detail
+        for t in tasks
+        if (task is None or t.name == task) and (retry_id is None or t.retry_id == retry_id)
+    ]
     if task is not None and not out:
-        raise NotFound(f"workflow {wf.workflow_id} has no task {task!r}" + (f" with retry {retry_id}" if retry_id is not None else ""))
+        raise NotFound(
+            f"workflow {wf.workflow_id} has no task {task!r}"
+            + (f" with retry {retry_id}" if retry_id is not None else "")
+        )
     return out
 
 
@@ -239,7 +304,9 @@ async def workflow_logs(
         pending = b""
         for t in targets:
             data = logs.tail(wf.workflow_id, t.name, t.retry_id, last_n_lines or 0)
-            offsets[t.pk] = logs.size(wf.workflow_id, t.name, t.retry_id) if last_n_lines else len(data)
+            offsets[t.pk] = (
+                logs.size(wf.workflow_id, t.name, t.retry_id) if last_n_lines else len(data)
+            )
             if data:
                 yield tag(t, data if data.endswith(b"\n") or not prefix else data + b"\n")
         if not follow:
@@ -271,7 +338,10 @@ async def workflow_logs(
 
 @router.get("/workflow/{workflow_id}/error_logs", response_class=PlainTextResponse)
 async def workflow_error_logs(
-    workflow_id: str, service: ServiceDep, task_name: str | None = None, retry_id: int | None = None,
+    workflow_id: str,
+    service: ServiceDep,
+    task_name: str | None = None,
+    retry_id: int | None = None,
     last_n_lines: Annotated[int, Query(ge=1)] = 100,
 ) -> PlainTextResponse:
     wf = await _workflow(service, workflow_id)
@@ -281,24 +351,41 @@ async def workflow_error_logs(
         status = TaskStatus(t.status)
         if not status.failed and status != TaskStatus.RESCHEDULED:
             continue
-        parts.append(f"[{t.name} retry {t.retry_id}] {t.status} exit code {t.exit_code}" + (f": {t.message}" if t.message else "") + "\n")
-        tail = service.logs.tail(wf.workflow_id, t.name, t.retry_id, last_n_lines).decode("utf-8", "replace")
+        parts.append(
+            f"[{t.name} retry {t.retry_id}] {t.status} exit code {t.exit_code}"
+            + (f": {t.message}" if t.message else "")
+            + "\n"
+        )
+        tail = service.logs.tail(wf.workflow_id, t.name, t.retry_id, last_n_lines).decode(
+            "utf-8", "replace"
+        )
         parts.extend(f"[{t.name}] {line}\n" for line in tail.splitlines())
     return PlainTextResponse("".join(parts))
 
 
 @router.get("/workflow/{workflow_id}/events", response_model=EventList)
-async def workflow_events(workflow_id: str, service: ServiceDep, task_name: str | None = None, retry_id: int | None = None) -> EventList:
+async def workflow_events(
+    workflow_id: str, service: ServiceDep, task_name: str | None = None, retry_id: int | None = None
+) -> EventList:
     async with service.sessions() as session:
         wf = await queries.get_workflow(session, workflow_id)
         if wf is None:
             raise NotFound(f"workflow {workflow_id!r} not found")
         rows = await queries.events(session, wf, task_name, retry_id)
-    return EventList(events=[EventOut(time=queries.iso(e.ts) or "", task=e.task, retry_id=e.retry_id, message=e.message) for e in rows])
+    return EventList(
+        events=[
+            EventOut(
+                time=queries.iso(e.ts) or "", task=e.task, retry_id=e.retry_id, message=e.message
+            )
+            for e in rows
+        ]
+    )
 
 
 @router.get("/workflow/{workflow_id}/spec", response_class=PlainTextResponse)
-async def workflow_spec(workflow_id: str, service: ServiceDep, use_template: bool = False) -> PlainTextResponse:
+async def workflow_spec(
+    workflow_id: str, service: ServiceDep, use_template: bool = False
+) -> PlainTextResponse:
     wf = await _workflow(service, workflow_id)
     return PlainTextResponse(wf.template_spec if use_template else wf.rendered_spec)
 

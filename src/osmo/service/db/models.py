@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -49,7 +59,9 @@ class WorkflowLabel(Base):
     __tablename__ = "workflow_labels"
     __table_args__ = (Index("ix_workflow_labels_kv", "key", "value"),)
 
-    workflow_pk: Mapped[int] = mapped_column(ForeignKey("workflows.pk", ondelete="CASCADE"), primary_key=True)
+    workflow_pk: Mapped[int] = mapped_column(
+        ForeignKey("workflows.pk", ondelete="CASCADE"), primary_key=True
+    )
     key: Mapped[str] = mapped_column(String(317), primary_key=True)
     value: Mapped[str] = mapped_column(String(63))
 
@@ -71,7 +83,9 @@ class Group(Base):
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    workflow_pk: Mapped[int] = mapped_column(ForeignKey("workflows.pk", ondelete="CASCADE"), index=True)
+    workflow_pk: Mapped[int] = mapped_column(
+        ForeignKey("workflows.pk", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(128))
     position: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32))
@@ -97,7 +111,9 @@ class Task(Base):
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    workflow_pk: Mapped[int] = mapped_column(ForeignKey("workflows.pk", ondelete="CASCADE"), index=True)
+    workflow_pk: Mapped[int] = mapped_column(
+        ForeignKey("workflows.pk", ondelete="CASCADE"), index=True
+    )
     group_pk: Mapped[int] = mapped_column(ForeignKey("groups.pk", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     retry_id: Mapped[int] = mapped_column(Integer, default=0)
@@ -116,7 +132,9 @@ class Event(Base):
     __tablename__ = "events"
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    workflow_pk: Mapped[int] = mapped_column(ForeignKey("workflows.pk", ondelete="CASCADE"), index=True)
+    workflow_pk: Mapped[int] = mapped_column(
+        ForeignKey("workflows.pk", ondelete="CASCADE"), index=True
+    )
     ts: Mapped[float] = mapped_column(Float)
     task: Mapped[str | None] = mapped_column(String(128), nullable=True)
     retry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -15,22 +15,46 @@ from .models import Event, Group, Task, Workflow, WorkflowLabel
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(ts, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def glob_to_like(pattern: str) -> str:
-    return pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%").replace("?", "_")
+    return (
+        pattern.replace("\\", "\\\\")
+        .replace("%", "\\%")
+        .replace("_", "\\_")
+        .replace("*", "%")
+        .replace("?", "_")
+    )
 
 
 async def get_workflow(session: AsyncSession, workflow_id: str) -> Workflow | None:
-    return (await session.execute(select(Workflow).where(Workflow.workflow_id == workflow_id))).scalar_one_or_none()
+    return (
+        await session.execute(select(Workflow).where(Workflow.workflow_id == workflow_id))
+    ).scalar_one_or_none()
 
 
-async def workflow_detail(session: AsyncSession, wf: Workflow, verbose: bool) -> list[tuple[Group, list[Task]]]:
-    groups = (await session.execute(select(Group).where(Group.workflow_pk == wf.pk).order_by(Group.position))).scalars().all()
+async def workflow_detail(
+    session: AsyncSession, wf: Workflow, verbose: bool
+) -> list[tuple[Group, list[Task]]]:
+    groups = (
+        (
+            await session.execute(
+                select(Group).where(Group.workflow_pk == wf.pk).order_by(Group.position)
+            )
+        )
+        .scalars()
+        .all()
+    )
     tasks = (
-        await session.execute(select(Task).where(Task.workflow_pk == wf.pk).order_by(Task.pk))
-    ).scalars().all()
+        (await session.execute(select(Task).where(Task.workflow_pk == wf.pk).order_by(Task.pk)))
+        .scalars()
+        .all()
+    )
     by_group: dict[int, list[Task]] = {g.pk: [] for g in groups}
     latest: dict[tuple[int, str], Task] = {}
     for t in tasks:
@@ -75,20 +99,37 @@ def list_query(
     if submitted_before is not None:
         q = q.where(Workflow.submitted_at < submitted_before)
     for key, selector in (labels or {}).items():
-        alternatives = selector[1:-1].split("|") if selector.startswith("(") and selector.endswith(")") else [selector]
+        alternatives = (
+            selector[1:-1].split("|")
+            if selector.startswith("(") and selector.endswith(")")
+            else [selector]
+        )
         conds = [WorkflowLabel.value.like(glob_to_like(a), escape="\\") for a in alternatives]
         from sqlalchemy import or_
 
         q = q.where(
-            exists().where(and_(WorkflowLabel.workflow_pk == Workflow.pk, WorkflowLabel.key == key, or_(*conds)))
+            exists().where(
+                and_(
+                    WorkflowLabel.workflow_pk == Workflow.pk, WorkflowLabel.key == key, or_(*conds)
+                )
+            )
         )
     for key in no_labels:
-        q = q.where(~exists().where(and_(WorkflowLabel.workflow_pk == Workflow.pk, WorkflowLabel.key == key)))
-    q = q.order_by(Workflow.submitted_at.asc() if order == "asc" else Workflow.submitted_at.desc(), Workflow.pk.desc() if order != "asc" else Workflow.pk.asc())
+        q = q.where(
+            ~exists().where(
+                and_(WorkflowLabel.workflow_pk == Workflow.pk, WorkflowLabel.key == key)
+            )
+        )
+    q = q.order_by(
+        Workflow.submitted_at.asc() if order == "asc" else Workflow.submitted_at.desc(),
+        Workflow.pk.desc() if order != "asc" else Workflow.pk.asc(),
+    )
     return q
 
 
-async def events(session: AsyncSession, wf: Workflow, task: str | None, retry_id: int | None) -> Sequence[Event]:
+async def events(
+    session: AsyncSession, wf: Workflow, task: str | None, retry_id: int | None
+) -> Sequence[Event]:
     q = select(Event).where(Event.workflow_pk == wf.pk)
     if task:
         q = q.where(Event.task == task)

@@ -21,7 +21,9 @@ def key_of(ref: TaskRef) -> str:
     return f"{ref.workflow_id}/{ref.task}/{ref.retry_id}"
 
 
-async def reconcile(lc: Lifecycle, hello: Hello, executor: str) -> tuple[list[TaskRef], list[LaunchGroup]]:
+async def reconcile(
+    lc: Lifecycle, hello: Hello, executor: str
+) -> tuple[list[TaskRef], list[LaunchGroup]]:
     """Bring the database and a (re)connecting backend into agreement.
 
     Returns the tasks the backend may forget (their outcome is already recorded) and the launches
@@ -64,21 +66,40 @@ async def reconcile(lc: Lifecycle, hello: Hello, executor: str) -> tuple[list[Ta
                 to_launch[(group.pk, group.name)].append((task, wf))
             else:
                 await lc.finish_task(
-                    session, fx, wf, group, task, TaskStatus.FAILED_BACKEND_ERROR, None,
+                    session,
+                    fx,
+                    wf,
+                    group,
+                    task,
+                    TaskStatus.FAILED_BACKEND_ERROR,
+                    None,
                     f"backend {hello.backend} no longer knows this task",
                 )
         for (group_pk, group_name), items in to_launch.items():
             wf = items[0][1]
             _, specs, _ = await lc.specs.get(session, wf.pk, wf.spec_json)
-            group = await session.get(Group, group_pk)
-            whole = group is not None and all(t.retry_id == 0 for t, _ in items)
-            launches = [lc.launch_spec(wf, group_name, specs[t.name], t.retry_id, t.node) for t, _ in items if t.name in specs]
+            group_row = await session.get(Group, group_pk)
+            whole = group_row is not None and all(t.retry_id == 0 for t, _ in items)
+            launches = [
+                lc.launch_spec(wf, group_name, specs[t.name], t.retry_id, t.node)
+                for t, _ in items
+                if t.name in specs
+            ]
             resend.append(
-                LaunchGroup(workflow_id=wf.workflow_id, group=group_name, barrier=bool(whole and group and group.barrier), tasks=launches)
+                LaunchGroup(
+                    workflow_id=wf.workflow_id,
+                    group=group_name,
+                    barrier=bool(whole and group_row and group_row.barrier),
+                    tasks=launches,
+                )
             )
         for k, report in reported.items():
             if k not in seen:
-                forget.append(TaskRef(workflow_id=report.workflow_id, task=report.task, retry_id=report.retry_id))
+                forget.append(
+                    TaskRef(
+                        workflow_id=report.workflow_id, task=report.task, retry_id=report.retry_id
+                    )
+                )
     return forget, resend
 
 
@@ -106,9 +127,11 @@ async def fail_backend_tasks(lc: Lifecycle, backend: str, message: str) -> int:
         for task, group, wf in rows:
             if TaskStatus(task.status).finished:
                 continue  # ended meanwhile as a sibling of a lead failed earlier in this loop
-            await lc.finish_task(session, fx, wf, group, task, TaskStatus.FAILED_BACKEND_ERROR, None, message)
+            await lc.finish_task(
+                session, fx, wf, group, task, TaskStatus.FAILED_BACKEND_ERROR, None, message
+            )
             n += 1
-        for b_backend, refs in list(fx.stops.items()):
+        for b_backend, _refs in list(fx.stops.items()):
             if b_backend == backend:
                 del fx.stops[b_backend]  # it is gone or going; nothing to tell it
         return n
@@ -121,7 +144,9 @@ async def mark_offline(lc: Lifecycle, backend: str) -> None:
             row.online = False
 
 
-async def record_heartbeat(lc: Lifecycle, backend: str, ts: float, reports: list[TaskReport] | None = None) -> None:
+async def record_heartbeat(
+    lc: Lifecycle, backend: str, ts: float, reports: list[TaskReport] | None = None
+) -> None:
     async with lc.sessions() as session, session.begin():
         row = await session.get(Backend, backend)
         if row is not None:

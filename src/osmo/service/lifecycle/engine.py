@@ -18,7 +18,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ...protocol import InputSource, LaunchGroup, TaskFile, TaskLaunchSpec, TaskRef, TaskReport
+from ...protocol import (
+    InputSource,
+    LaunchGroup,
+    OutputTarget,
+    TaskFile,
+    TaskLaunchSpec,
+    TaskRef,
+    TaskReport,
+)
 from ...spec.model import GroupSpec, TaskSpec, WorkflowSpec
 from ..db.models import Event, Group, Pool, Task, Workflow
 from .effects import Effects
@@ -50,16 +58,22 @@ class SpecCache:
     """Parsed specs of recently used workflows (the JSON is immutable once stored)."""
 
     def __init__(self, size: int = 512):
-        self._items: OrderedDict[int, tuple[WorkflowSpec, dict[str, TaskSpec], dict[str, list[str]]]] = OrderedDict()
+        self._items: OrderedDict[
+            int, tuple[WorkflowSpec, dict[str, TaskSpec], dict[str, list[str]]]
+        ] = OrderedDict()
         self._size = size
 
-    async def get(self, session: AsyncSession, wf_pk: int, spec_json: str | None = None) -> tuple[WorkflowSpec, dict[str, TaskSpec], dict[str, list[str]]]:
+    async def get(
+        self, session: AsyncSession, wf_pk: int, spec_json: str | None = None
+    ) -> tuple[WorkflowSpec, dict[str, TaskSpec], dict[str, list[str]]]:
         item = self._items.get(wf_pk)
         if item is not None:
             self._items.move_to_end(wf_pk)
             return item
         if spec_json is None:
-            spec_json = (await session.execute(select(Workflow.spec_json).where(Workflow.pk == wf_pk))).scalar_one()
+            spec_json = (
+                await session.execute(select(Workflow.spec_json).where(Workflow.pk == wf_pk))
+            ).scalar_one()
         spec = WorkflowSpec.model_validate_json(spec_json)
         tasks = {t.name: t for g in spec.groups for t in g.tasks}
         downstream: dict[str, list[str]] = {g.name: [] for g in spec.groups}
@@ -90,9 +104,8 @@ class Lifecycle:
     @asynccontextmanager
     async def txn(self) -> AsyncIterator[tuple[AsyncSession, Effects]]:
         effects = Effects()
-        async with self._lock:
-            async with self.sessions() as session, session.begin():
-                yield session, effects
+        async with self._lock, self.sessions() as session, session.begin():
+            yield session, effects
         await self._dispatch(effects)
 
     # ---- helpers --------------------------------------------------------------------------
@@ -106,8 +119,17 @@ class Lifecycle:
     def forget_pool(self, pool: str) -> None:
         self._pool_defaults.pop(pool, None)
 
-    def event(self, session: AsyncSession, wf: Workflow, message: str, task: str | None = None, retry_id: int | None = None) -> None:
-        session.add(Event(workflow_pk=wf.pk, ts=time.time(), task=task, retry_id=retry_id, message=message))
+    def event(
+        self,
+        session: AsyncSession,
+        wf: Workflow,
+        message: str,
+        task: str | None = None,
+        retry_id: int | None = None,
+    ) -> None:
+        session.add(
+            Event(workflow_pk=wf.pk, ts=time.time(), task=task, retry_id=retry_id, message=message)
+        )
 
     def launch_spec(
         self, wf: Workflow, group: GroupSpec | str, task: TaskSpec, retry_id: int, node: str | None
@@ -118,10 +140,16 @@ class Lifecycle:
         for i in task.inputs:
             if i.kind == "task":
                 source_wf = i.workflow_id or wf.workflow_id
-                inputs.append(InputSource(name=i.task, url=f"{self.data_url}/{source_wf}/{i.task}/", regex=i.regex))
+                inputs.append(
+                    InputSource(
+                        name=i.task, url=f"{self.data_url}/{source_wf}/{i.task}/", regex=i.regex
+                    )
+                )
             elif i.kind == "url" and i.url:
                 inputs.append(InputSource(name=None, url=i.url, regex=i.regex))
-        files = [TaskFile(path=f.path, contents=f.contents or "", base64=f.base64) for f in task.files]
+        files = [
+            TaskFile(path=f.path, contents=f.contents or "", base64=f.base64) for f in task.files
+        ]
         return TaskLaunchSpec(
             workflow_id=wf.workflow_id,
             task=task.name,
@@ -135,6 +163,11 @@ class Lifecycle:
             files=files,
             inputs=inputs,
             output_url=f"{self.data_url}/{wf.workflow_id}/{task.name}/",
+            outputs=[
+                OutputTarget(url=o.url, regex=o.regex)
+                for o in task.outputs
+                if o.kind == "url" and o.url
+            ],
             cpu=task.resources.cpu,
             gpu=task.resources.gpu,
             memory_bytes=task.resources.memory_bytes,
@@ -167,13 +200,19 @@ class Lifecycle:
         ).all()
         return {(wf.workflow_id, t.name, t.retry_id): (t, g, wf) for t, g, wf in rows}
 
-    async def _load_task(self, session: AsyncSession, ref: TaskRef) -> tuple[Task, Group, Workflow] | None:
+    async def _load_task(
+        self, session: AsyncSession, ref: TaskRef
+    ) -> tuple[Task, Group, Workflow] | None:
         row = (
             await session.execute(
                 select(Task, Group, Workflow)
                 .join(Group, Task.group_pk == Group.pk)
                 .join(Workflow, Task.workflow_pk == Workflow.pk)
-                .where(Workflow.workflow_id == ref.workflow_id, Task.name == ref.task, Task.retry_id == ref.retry_id)
+                .where(
+                    Workflow.workflow_id == ref.workflow_id,
+                    Task.name == ref.task,
+                    Task.retry_id == ref.retry_id,
+                )
             )
         ).first()
         if row is None:
@@ -190,7 +229,12 @@ class Lifecycle:
     ) -> None:
         loaded = preloaded or await self._load_task(session, report)
         if loaded is None:
-            log.info("report for unknown task %s/%s/%s ignored", report.workflow_id, report.task, report.retry_id)
+            log.info(
+                "report for unknown task %s/%s/%s ignored",
+                report.workflow_id,
+                report.task,
+                report.retry_id,
+            )
             return
         task, group, wf = loaded
         current = TaskStatus(task.status)
@@ -214,16 +258,35 @@ class Lifecycle:
                 group.status = status.value
                 if status == TaskStatus.RUNNING and group.running_at is None:
                     group.running_at = now
-            if wf.status == WorkflowStatus.PENDING and status in (TaskStatus.RUNNING, TaskStatus.INITIALIZING):
+            if wf.status == WorkflowStatus.PENDING and status in (
+                TaskStatus.RUNNING,
+                TaskStatus.INITIALIZING,
+            ):
                 wf.status = WorkflowStatus.RUNNING.value
                 wf.started_at = wf.started_at or now
                 fx.changed_workflows.add(wf.workflow_id)
             if status == TaskStatus.RUNNING:
-                self.event(session, wf, f"task {task.name} is RUNNING" + (f" on {task.node}" if task.node else ""), task.name, task.retry_id)
+                self.event(
+                    session,
+                    wf,
+                    f"task {task.name} is RUNNING" + (f" on {task.node}" if task.node else ""),
+                    task.name,
+                    task.retry_id,
+                )
             return
         if task.started_at is None and report.started_at:
             task.started_at = report.started_at  # it ran, even if RUNNING was never reported
-        await self.finish_task(session, fx, wf, group, task, status, report.exit_code, report.message, report.finished_at)
+        await self.finish_task(
+            session,
+            fx,
+            wf,
+            group,
+            task,
+            status,
+            report.exit_code,
+            report.message,
+            report.finished_at,
+        )
 
     async def finish_task(
         self,
@@ -241,25 +304,52 @@ class Lifecycle:
         _, specs, _ = await self.specs.get(session, wf.pk, None)
         tspec = specs.get(task.name)
         if reported in (TaskStatus.COMPLETED, TaskStatus.FAILED):
-            code = exit_code if exit_code is not None else (0 if reported == TaskStatus.COMPLETED else ExitCode.UNKNOWN)
+            code = (
+                exit_code
+                if exit_code is not None
+                else (0 if reported == TaskStatus.COMPLETED else ExitCode.UNKNOWN)
+            )
         else:
-            code = exit_code if exit_code is not None else STATUS_EXIT_CODES.get(reported, ExitCode.UNKNOWN)
+            code = (
+                exit_code
+                if exit_code is not None
+                else STATUS_EXIT_CODES.get(reported, ExitCode.UNKNOWN)
+            )
         action = resolve_action(tspec, await self.pool_defaults(session, wf.pool), code)
-        if action == "RESCHEDULE" and tspec is not None and task.retry_id < wf.max_retry_per_task and not TaskStatus(group.status).finished:
+        if (
+            action == "RESCHEDULE"
+            and tspec is not None
+            and task.retry_id < wf.max_retry_per_task
+            and not TaskStatus(group.status).finished
+        ):
             task.status = TaskStatus.RESCHEDULED.value
             task.exit_code = code
             task.finished_at = finished_at or now
             task.message = message
             retry = Task(
-                workflow_pk=wf.pk, group_pk=group.pk, name=task.name, retry_id=task.retry_id + 1,
-                status=TaskStatus.PROCESSING.value, lead=task.lead, backend=task.backend, node=task.node,
+                workflow_pk=wf.pk,
+                group_pk=group.pk,
+                name=task.name,
+                retry_id=task.retry_id + 1,
+                status=TaskStatus.PROCESSING.value,
+                lead=task.lead,
+                backend=task.backend,
+                node=task.node,
                 created_at=now,
             )
             session.add(retry)
-            self.event(session, wf, f"task {task.name} exited with code {code}; rescheduled as retry {retry.retry_id}", task.name, task.retry_id)
+            self.event(
+                session,
+                wf,
+                f"task {task.name} exited with code {code}; rescheduled as retry {retry.retry_id}",
+                task.name,
+                task.retry_id,
+            )
             if task.backend:
                 launch = LaunchGroup(
-                    workflow_id=wf.workflow_id, group=group.name, barrier=False,
+                    workflow_id=wf.workflow_id,
+                    group=group.name,
+                    barrier=False,
                     tasks=[self.launch_spec(wf, group.name, tspec, retry.retry_id, task.node)],
                 )
                 fx.launches.append((task.backend, launch))
@@ -283,9 +373,19 @@ class Lifecycle:
         if TaskStatus(group.status).finished:
             return
         if task.lead:
-            await self.end_group(session, fx, wf, group, final, f"lead task {task.name} finished", exclude=task.pk)
+            await self.end_group(
+                session, fx, wf, group, final, f"lead task {task.name} finished", exclude=task.pk
+            )
         elif final.failed and not group.ignore_nonlead:
-            await self.end_group(session, fx, wf, group, TaskStatus.FAILED, f"task {task.name} failed and the group is strict", exclude=task.pk)
+            await self.end_group(
+                session,
+                fx,
+                wf,
+                group,
+                TaskStatus.FAILED,
+                f"task {task.name} failed and the group is strict",
+                exclude=task.pk,
+            )
 
     async def end_group(
         self,
@@ -304,10 +404,18 @@ class Lifecycle:
         group.finished_at = now
         group.message = reason
         others = (
-            await session.execute(
-                select(Task).where(Task.group_pk == group.pk, Task.status.in_(UNFINISHED), Task.pk != (exclude or -1))
+            (
+                await session.execute(
+                    select(Task).where(
+                        Task.group_pk == group.pk,
+                        Task.status.in_(UNFINISHED),
+                        Task.pk != (exclude or -1),
+                    )
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         sibling = tasks_status or sibling_status(status)
         for t in others:
             was = TaskStatus(t.status)
@@ -316,7 +424,11 @@ class Lifecycle:
             t.exit_code = STATUS_EXIT_CODES.get(sibling, t.exit_code)
             t.message = reason
             if was in ACTIVE:
-                fx.stop(t.backend, TaskRef(workflow_id=wf.workflow_id, task=t.name, retry_id=t.retry_id), reason)
+                fx.stop(
+                    t.backend,
+                    TaskRef(workflow_id=wf.workflow_id, task=t.name, retry_id=t.retry_id),
+                    reason,
+                )
         self.event(session, wf, f"group {group.name} finished: {status.value} ({reason})")
         fx.released.append(group.pk)
         fx.wake_scheduler = True  # its capacity is free again
@@ -326,16 +438,26 @@ class Lifecycle:
             await self._fail_downstream(session, fx, wf, group)
         await self.refresh_workflow(session, fx, wf)
 
-    async def _promote_downstream(self, session: AsyncSession, fx: Effects, wf: Workflow, group: Group) -> None:
+    async def _promote_downstream(
+        self, session: AsyncSession, fx: Effects, wf: Workflow, group: Group
+    ) -> None:
         _, _, downstream = await self.specs.get(session, wf.pk, None)
         names = downstream.get(group.name, [])
         if not names:
             return
         candidates = (
-            await session.execute(
-                select(Group).where(Group.workflow_pk == wf.pk, Group.name.in_(names), Group.status == TaskStatus.WAITING.value)
+            (
+                await session.execute(
+                    select(Group).where(
+                        Group.workflow_pk == wf.pk,
+                        Group.name.in_(names),
+                        Group.status == TaskStatus.WAITING.value,
+                    )
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if not candidates:
             return
         needed = {u for g in candidates for u in g.upstream}
@@ -343,10 +465,14 @@ class Lifecycle:
             (
                 await session.execute(
                     select(Group.name).where(
-                        Group.workflow_pk == wf.pk, Group.name.in_(needed), Group.status == TaskStatus.COMPLETED.value
+                        Group.workflow_pk == wf.pk,
+                        Group.name.in_(needed),
+                        Group.status == TaskStatus.COMPLETED.value,
                     )
                 )
-            ).scalars().all()
+            )
+            .scalars()
+            .all()
         )
         done.add(group.name)
         now = time.time()
@@ -357,12 +483,17 @@ class Lifecycle:
         if ready:
             await session.execute(
                 update(Task)
-                .where(Task.group_pk.in_([g.pk for g in ready]), Task.status == TaskStatus.WAITING.value)
+                .where(
+                    Task.group_pk.in_([g.pk for g in ready]),
+                    Task.status == TaskStatus.WAITING.value,
+                )
                 .values(status=TaskStatus.SCHEDULING.value)
             )
             fx.wake_scheduler = True
 
-    async def _fail_downstream(self, session: AsyncSession, fx: Effects, wf: Workflow, group: Group) -> None:
+    async def _fail_downstream(
+        self, session: AsyncSession, fx: Effects, wf: Workflow, group: Group
+    ) -> None:
         _, _, downstream = await self.specs.get(session, wf.pk, None)
         seen: set[str] = set()
         todo = list(downstream.get(group.name, []))
@@ -376,10 +507,18 @@ class Lifecycle:
             return
         now = time.time()
         rows = (
-            await session.execute(
-                select(Group).where(Group.workflow_pk == wf.pk, Group.name.in_(seen), Group.status.in_(UNFINISHED))
+            (
+                await session.execute(
+                    select(Group).where(
+                        Group.workflow_pk == wf.pk,
+                        Group.name.in_(seen),
+                        Group.status.in_(UNFINISHED),
+                    )
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if not rows:
             return
         for g in rows:
@@ -389,13 +528,23 @@ class Lifecycle:
         await session.execute(
             update(Task)
             .where(Task.group_pk.in_([g.pk for g in rows]), Task.status.in_(UNFINISHED))
-            .values(status=TaskStatus.FAILED_UPSTREAM.value, exit_code=ExitCode.UPSTREAM_FAILED, finished_at=now)
+            .values(
+                status=TaskStatus.FAILED_UPSTREAM.value,
+                exit_code=ExitCode.UPSTREAM_FAILED,
+                finished_at=now,
+            )
         )
 
     async def refresh_workflow(self, session: AsyncSession, fx: Effects, wf: Workflow) -> None:
         rows = (
-            await session.execute(select(Group.status).where(Group.workflow_pk == wf.pk).group_by(Group.status))
-        ).scalars().all()
+            (
+                await session.execute(
+                    select(Group.status).where(Group.workflow_pk == wf.pk).group_by(Group.status)
+                )
+            )
+            .scalars()
+            .all()
+        )
         new = aggregate_workflow([TaskStatus(s) for s in rows])
         if new.value != wf.status:
             old = wf.status
@@ -409,11 +558,15 @@ class Lifecycle:
 
     # ---- cancel and timeouts --------------------------------------------------------------
 
-    async def cancel(self, workflow_id: str, user: str, message: str | None, force: bool) -> Workflow:
+    async def cancel(
+        self, workflow_id: str, user: str, message: str | None, force: bool
+    ) -> Workflow:
         from ..errors import Conflict, NotFound
 
         async with self.txn() as (session, fx):
-            wf = (await session.execute(select(Workflow).where(Workflow.workflow_id == workflow_id))).scalar_one_or_none()
+            wf = (
+                await session.execute(select(Workflow).where(Workflow.workflow_id == workflow_id))
+            ).scalar_one_or_none()
             if wf is None:
                 raise NotFound(f"workflow {workflow_id!r} not found")
             if WorkflowStatus(wf.status).finished:
@@ -422,14 +575,36 @@ class Lifecycle:
                         f"workflow {workflow_id} already finished with status {wf.status}; "
                         "use --force to clean up its tasks again"
                     )
-                tasks = (await session.execute(select(Task).where(Task.workflow_pk == wf.pk, Task.backend.is_not(None)))).scalars().all()
+                tasks = (
+                    (
+                        await session.execute(
+                            select(Task).where(Task.workflow_pk == wf.pk, Task.backend.is_not(None))
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
                 for t in tasks:
-                    fx.stop(t.backend, TaskRef(workflow_id=wf.workflow_id, task=t.name, retry_id=t.retry_id), "forced cleanup")
+                    fx.stop(
+                        t.backend,
+                        TaskRef(workflow_id=wf.workflow_id, task=t.name, retry_id=t.retry_id),
+                        "forced cleanup",
+                    )
                 return wf
             wf.canceled_by = user
             wf.message = message
             self.event(session, wf, f"canceled by {user}" + (f": {message}" if message else ""))
-            groups = (await session.execute(select(Group).where(Group.workflow_pk == wf.pk, Group.status.in_(UNFINISHED)))).scalars().all()
+            groups = (
+                (
+                    await session.execute(
+                        select(Group).where(
+                            Group.workflow_pk == wf.pk, Group.status.in_(UNFINISHED)
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
             now = time.time()
             for g in groups:
                 g.status = TaskStatus.FAILED_CANCELED.value
@@ -437,11 +612,21 @@ class Lifecycle:
                 g.message = f"canceled by {user}"
                 fx.released.append(g.pk)
             tasks = (
-                await session.execute(select(Task).where(Task.workflow_pk == wf.pk, Task.status.in_(UNFINISHED)))
-            ).scalars().all()
+                (
+                    await session.execute(
+                        select(Task).where(Task.workflow_pk == wf.pk, Task.status.in_(UNFINISHED))
+                    )
+                )
+                .scalars()
+                .all()
+            )
             for t in tasks:
                 if TaskStatus(t.status) in ACTIVE:
-                    fx.stop(t.backend, TaskRef(workflow_id=wf.workflow_id, task=t.name, retry_id=t.retry_id), "canceled")
+                    fx.stop(
+                        t.backend,
+                        TaskRef(workflow_id=wf.workflow_id, task=t.name, retry_id=t.retry_id),
+                        "canceled",
+                    )
                 t.status = TaskStatus.FAILED_CANCELED.value
                 t.finished_at = now
             fx.wake_scheduler = True
@@ -452,27 +637,35 @@ class Lifecycle:
         now = now or time.time()
         async with self.sessions() as session:
             exec_rows = (
-                await session.execute(
-                    select(Group.pk)
-                    .join(Workflow, Group.workflow_pk == Workflow.pk)
-                    .where(
-                        Group.status == TaskStatus.RUNNING.value,
-                        Workflow.exec_timeout.is_not(None),
-                        Group.running_at + Workflow.exec_timeout <= now,
+                (
+                    await session.execute(
+                        select(Group.pk)
+                        .join(Workflow, Group.workflow_pk == Workflow.pk)
+                        .where(
+                            Group.status == TaskStatus.RUNNING.value,
+                            Workflow.exec_timeout.is_not(None),
+                            Group.running_at + Workflow.exec_timeout <= now,
+                        )
                     )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             queue_rows = (
-                await session.execute(
-                    select(Group.pk)
-                    .join(Workflow, Group.workflow_pk == Workflow.pk)
-                    .where(
-                        Group.status == TaskStatus.SCHEDULING.value,
-                        Workflow.queue_timeout.is_not(None),
-                        Group.queued_at + Workflow.queue_timeout <= now,
+                (
+                    await session.execute(
+                        select(Group.pk)
+                        .join(Workflow, Group.workflow_pk == Workflow.pk)
+                        .where(
+                            Group.status == TaskStatus.SCHEDULING.value,
+                            Workflow.queue_timeout.is_not(None),
+                            Group.queued_at + Workflow.queue_timeout <= now,
+                        )
                     )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         if not exec_rows and not queue_rows:
             return 0
         async with self.txn() as (session, fx):
@@ -486,12 +679,20 @@ class Lifecycle:
                         continue
                     wf = await session.get(Workflow, group.workflow_pk)
                     assert wf is not None
-                    what = "exec_timeout" if status == TaskStatus.FAILED_EXEC_TIMEOUT else "queue_timeout"
-                    await self.end_group(session, fx, wf, group, status, f"{what} expired", tasks_status=status)
+                    what = (
+                        "exec_timeout"
+                        if status == TaskStatus.FAILED_EXEC_TIMEOUT
+                        else "queue_timeout"
+                    )
+                    await self.end_group(
+                        session, fx, wf, group, status, f"{what} expired", tasks_status=status
+                    )
         return len(exec_rows) + len(queue_rows)
 
     async def workflow_group_counts(self, session: AsyncSession, wf_pk: int) -> dict[str, int]:
         rows = await session.execute(
-            select(Group.status, func.count()).where(Group.workflow_pk == wf_pk).group_by(Group.status)
+            select(Group.status, func.count())
+            .where(Group.workflow_pk == wf_pk)
+            .group_by(Group.status)
         )
         return {s: n for s, n in rows.all()}

@@ -37,7 +37,9 @@ class TaskStatus(StrEnum):
 
 
 FINISHED = frozenset(
-    s for s in TaskStatus if s.value.startswith("FAILED") or s in (TaskStatus.COMPLETED, TaskStatus.RESCHEDULED)
+    s
+    for s in TaskStatus
+    if s.value.startswith("FAILED") or s in (TaskStatus.COMPLETED, TaskStatus.RESCHEDULED)
 )
 ACTIVE = frozenset({TaskStatus.PROCESSING, TaskStatus.INITIALIZING, TaskStatus.RUNNING})
 # Group statuses are task statuses without RESCHEDULED.

@@ -47,25 +47,40 @@ def spec_error(exc: SpecError) -> InvalidSpec:
     )
 
 
+def _unsupported(task: str, key: str, message: str) -> dict[str, Any]:
+    return {
+        "message": f"task {task!r}: {message}",
+        "task": task,
+        "key": key,
+        "line": None,
+        "column": None,
+    }
+
+
 def check_runnable(spec: WorkflowSpec) -> None:
     """Reject what this server cannot run yet, with the task and key, before storing anything."""
+    supported = ", ".join(SUPPORTED_URL_SCHEMES)
     errors: list[dict[str, Any]] = []
     for task in spec.tasks:
-        for idx, i in enumerate(task.inputs):
-            if i.kind == "url" and i.url and not i.url.startswith(SUPPORTED_URL_SCHEMES):
-                errors.append({"message": f"task {task.name!r}: input url {i.url!r}: storage scheme not supported by this server (supported: {', '.join(SUPPORTED_URL_SCHEMES)})", "task": task.name, "key": f"inputs[{idx}].url", "line": None, "column": None})
-            if i.kind == "dataset":
-                errors.append({"message": f"task {task.name!r}: dataset inputs need a dataset bucket, and none is configured on this server", "task": task.name, "key": f"inputs[{idx}].dataset", "line": None, "column": None})
-        for idx, o in enumerate(task.outputs):
-            if o.kind == "url" and o.url and not o.url.startswith(SUPPORTED_URL_SCHEMES):
-                errors.append({"message": f"task {task.name!r}: output url {o.url!r}: storage scheme not supported by this server (supported: {', '.join(SUPPORTED_URL_SCHEMES)})", "task": task.name, "key": f"outputs[{idx}].url", "line": None, "column": None})
-            if o.kind == "dataset":
-                errors.append({"message": f"task {task.name!r}: dataset outputs need a dataset bucket, and none is configured on this server", "task": task.name, "key": f"outputs[{idx}].dataset", "line": None, "column": None})
+        items = [("inputs", i, x.kind, x.url) for i, x in enumerate(task.inputs)]
+        items += [("outputs", i, x.kind, x.url) for i, x in enumerate(task.outputs)]
+        for section, idx, kind, url in items:
+            key = f"{section}[{idx}].{kind}"
+            if kind == "url" and url and not url.startswith(SUPPORTED_URL_SCHEMES):
+                msg = f"{section[:-1]} url {url!r}: storage scheme not supported (supported: {supported})"
+                errors.append(_unsupported(task.name, key, msg))
+            elif kind == "dataset":
+                msg = f"dataset {section} need a dataset bucket, and none is configured on this server"
+                errors.append(_unsupported(task.name, key, msg))
         for idx, f in enumerate(task.files):
             if f.localpath is not None:
-                errors.append({"message": f"task {task.name!r}: file {f.path!r} uses localpath {f.localpath!r}, which the client must inline before submitting", "task": task.name, "key": f"files[{idx}].localpath", "line": None, "column": None})
+                msg = f"file {f.path!r} uses localpath {f.localpath!r}; the client must inline it"
+                errors.append(_unsupported(task.name, f"files[{idx}].localpath", msg))
     if errors:
-        raise InvalidSpec(errors[0]["message"] if len(errors) == 1 else f"{len(errors)} errors in workflow spec", errors)
+        summary = (
+            errors[0]["message"] if len(errors) == 1 else f"{len(errors)} errors in workflow spec"
+        )
+        raise InvalidSpec(summary, errors)
 
 
 async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[WorkflowSpec, str]:
@@ -83,7 +98,9 @@ async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[W
         pool = await session.get(Pool, req.pool)
         if pool is None:
             names = (await session.execute(select(Pool.name).order_by(Pool.name))).scalars().all()
-            raise NotFound(f"pool {req.pool!r} does not exist; available pools: {', '.join(names) or 'none'}")
+            raise NotFound(
+                f"pool {req.pool!r} does not exist; available pools: {', '.join(names) or 'none'}"
+            )
     check_runnable(result.spec)
     return result.spec, rendered.text
 
@@ -91,7 +108,10 @@ async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[W
 async def _next_seq(session: Any, name: str) -> int:
     row = (
         await session.execute(
-            update(NameCounter).where(NameCounter.name == name).values(last=NameCounter.last + 1).returning(NameCounter.last)
+            update(NameCounter)
+            .where(NameCounter.name == name)
+            .values(last=NameCounter.last + 1)
+            .returning(NameCounter.last)
         )
     ).scalar_one_or_none()
     if row is not None:
@@ -122,11 +142,22 @@ async def store(
         wf_id = f"{spec.name}-{seq}"
         merged_labels = {**spec.labels, **labels}
         wf = Workflow(
-            workflow_id=wf_id, name=spec.name, seq=seq, status=WorkflowStatus.PENDING.value,
-            pool=pool, priority=priority, submitted_by=user, submitted_at=now,
-            spec_json=spec.model_dump_json(), rendered_spec=rendered, template_spec=template,
-            labels=merged_labels, env_vars=env_vars, parent_workflow_id=parent,
-            exec_timeout=spec.timeout.exec_timeout, queue_timeout=spec.timeout.queue_timeout,
+            workflow_id=wf_id,
+            name=spec.name,
+            seq=seq,
+            status=WorkflowStatus.PENDING.value,
+            pool=pool,
+            priority=priority,
+            submitted_by=user,
+            submitted_at=now,
+            spec_json=spec.model_dump_json(),
+            rendered_spec=rendered,
+            template_spec=template,
+            labels=merged_labels,
+            env_vars=env_vars,
+            parent_workflow_id=parent,
+            exec_timeout=spec.timeout.exec_timeout,
+            queue_timeout=spec.timeout.queue_timeout,
             max_retry_per_task=limits.max_retry_per_task,
         )
         session.add(wf)
@@ -136,11 +167,18 @@ async def store(
         rank = PRIORITIES[priority]
         group_rows = [
             {
-                "workflow_pk": wf.pk, "name": g.name, "position": i,
+                "workflow_pk": wf.pk,
+                "name": g.name,
+                "position": i,
                 "status": (TaskStatus.WAITING if g.upstream else TaskStatus.SCHEDULING).value,
-                "upstream": g.upstream, "lead_task": g.lead.name, "barrier": g.barrier,
-                "ignore_nonlead": g.ignore_nonlead_status, "pool": pool, "priority_rank": rank,
-                "submitted_at": now, "queued_at": None if g.upstream else now,
+                "upstream": g.upstream,
+                "lead_task": g.lead.name,
+                "barrier": g.barrier,
+                "ignore_nonlead": g.ignore_nonlead_status,
+                "pool": pool,
+                "priority_rank": rank,
+                "submitted_at": now,
+                "queued_at": None if g.upstream else now,
             }
             for i, g in enumerate(spec.groups)
         ]
@@ -148,9 +186,13 @@ async def store(
         pks = {name: pk for pk, name in result.all()}
         task_rows = [
             {
-                "workflow_pk": wf.pk, "group_pk": pks[g.name], "name": t.name, "retry_id": 0,
+                "workflow_pk": wf.pk,
+                "group_pk": pks[g.name],
+                "name": t.name,
+                "retry_id": 0,
                 "status": (TaskStatus.WAITING if g.upstream else TaskStatus.SCHEDULING).value,
-                "lead": t.lead, "created_at": now,
+                "lead": t.lead,
+                "created_at": now,
             }
             for g in spec.groups
             for t in g.tasks
@@ -165,26 +207,51 @@ async def store(
 async def submit(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> str:
     spec, rendered = await validate(lc, req, limits)
     return await store(
-        lc, spec, rendered=rendered, template=req.template_text or req.text, pool=req.pool,
-        priority=req.priority, user=req.user, labels=req.labels, env_vars=req.env_vars, limits=limits,
+        lc,
+        spec,
+        rendered=rendered,
+        template=req.template_text or req.text,
+        pool=req.pool,
+        priority=req.priority,
+        user=req.user,
+        labels=req.labels,
+        env_vars=req.env_vars,
+        limits=limits,
     )
 
 
-async def restart(lc: Lifecycle, workflow_id: str, user: str, pool: str | None, limits: Limits) -> str:
+async def restart(
+    lc: Lifecycle, workflow_id: str, user: str, pool: str | None, limits: Limits
+) -> str:
     """A new workflow of the groups that did not complete, reading completed outputs of the old one."""
     async with lc.sessions() as session:
-        old = (await session.execute(select(Workflow).where(Workflow.workflow_id == workflow_id))).scalar_one_or_none()
+        old = (
+            await session.execute(select(Workflow).where(Workflow.workflow_id == workflow_id))
+        ).scalar_one_or_none()
         if old is None:
             raise NotFound(f"workflow {workflow_id!r} not found")
         status = WorkflowStatus(old.status)
         if not status.finished or status == WorkflowStatus.COMPLETED:
-            raise Conflict(f"workflow {workflow_id} is {old.status}; only failed workflows can be restarted")
-        statuses = dict((await session.execute(select(Group.name, Group.status).where(Group.workflow_pk == old.pk))).all())
+            raise Conflict(
+                f"workflow {workflow_id} is {old.status}; only failed workflows can be restarted"
+            )
+        statuses = dict(
+            (
+                await session.execute(
+                    select(Group.name, Group.status).where(Group.workflow_pk == old.pk)
+                )
+            ).all()
+        )
         spec, _, _ = await lc.specs.get(session, old.pk, old.spec_json)
         target_pool = pool or old.pool
         if await session.get(Pool, target_pool) is None:
             raise NotFound(f"pool {target_pool!r} does not exist")
-    completed_tasks = {t.name for g in spec.groups if statuses.get(g.name) == TaskStatus.COMPLETED.value for t in g.tasks}
+    completed_tasks = {
+        t.name
+        for g in spec.groups
+        if statuses.get(g.name) == TaskStatus.COMPLETED.value
+        for t in g.tasks
+    }
     groups: list[GroupSpec] = []
     for g in spec.groups:
         if statuses.get(g.name) == TaskStatus.COMPLETED.value:
@@ -200,7 +267,15 @@ async def restart(lc: Lifecycle, workflow_id: str, user: str, pool: str | None, 
         raise ServiceError(f"cannot restart {workflow_id}: {problems[0][0]}")
     new_spec = spec.model_copy(update={"groups": ordered})
     return await store(
-        lc, new_spec, rendered=old.rendered_spec, template=old.template_spec, pool=target_pool,
-        priority=old.priority, user=user, labels=dict(old.labels or {}), env_vars=dict(old.env_vars or {}),
-        limits=limits, parent=old.workflow_id,
+        lc,
+        new_spec,
+        rendered=old.rendered_spec,
+        template=old.template_spec,
+        pool=target_pool,
+        priority=old.priority,
+        user=user,
+        labels=dict(old.labels or {}),
+        env_vars=dict(old.env_vars or {}),
+        limits=limits,
+        parent=old.workflow_id,
     )

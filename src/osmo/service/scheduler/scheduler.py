@@ -9,6 +9,7 @@ fit does not block smaller ones behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -54,7 +55,9 @@ class Scheduler:
                 _, specs, _ = await self.lc.specs.get(session, wf_pk)
                 tasks = (
                     await session.execute(
-                        select(Task.name, Task.node).where(Task.group_pk == group_pk, Task.status.in_([s.value for s in ACTIVE]))
+                        select(Task.name, Task.node).where(
+                            Task.group_pk == group_pk, Task.status.in_([s.value for s in ACTIVE])
+                        )
                     )
                 ).all()
                 placed = []
@@ -63,14 +66,13 @@ class Scheduler:
                     if t is not None:
                         r = t.resources
                         placed.append((node or "", task_request(r.cpu, r.gpu, r.memory_bytes)))
-                self.ledger.hold(group_pk, backend, placed)
+                if backend is not None:
+                    self.ledger.hold(group_pk, backend, placed)
 
     async def run(self, tick: float = 1.0) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=tick)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.pass_once()
@@ -83,7 +85,9 @@ class Scheduler:
         self.passes += 1
         admitted = 0
         async with self.lc.txn() as (session, fx):
-            pools = {p.name: p.backend for p in (await session.execute(select(Pool))).scalars().all()}
+            pools = {
+                p.name: p.backend for p in (await session.execute(select(Pool))).scalars().all()
+            }
             rows = (
                 await session.execute(
                     select(Group, Workflow)
@@ -100,10 +104,11 @@ class Scheduler:
                 backend = pools.get(group.pool)
                 if backend is None or not self._is_online(backend):
                     continue
-                spec, specs, _ = await self.lc.specs.get(session, wf.pk, wf.spec_json)
+                spec, _specs, _ = await self.lc.specs.get(session, wf.pk, wf.spec_json)
                 gspec = next(g for g in spec.groups if g.name == group.name)
                 requests = [
-                    task_request(t.resources.cpu, t.resources.gpu, t.resources.memory_bytes) for t in gspec.tasks
+                    task_request(t.resources.cpu, t.resources.gpu, t.resources.memory_bytes)
+                    for t in gspec.tasks
                 ]
                 placement = self.ledger.fit(backend, requests)
                 if placement is None:
@@ -117,13 +122,27 @@ class Scheduler:
                     self.lc.launch_spec(wf, gspec, t, 0, nodes[t.name]) for t in gspec.tasks
                 ]
                 fx.launches.append(
-                    (backend, LaunchGroup(workflow_id=wf.workflow_id, group=group.name, barrier=gspec.barrier, tasks=launches))
+                    (
+                        backend,
+                        LaunchGroup(
+                            workflow_id=wf.workflow_id,
+                            group=group.name,
+                            barrier=gspec.barrier,
+                            tasks=launches,
+                        ),
+                    )
                 )
                 for t in gspec.tasks:
                     await session.execute(
                         update(Task)
-                        .where(Task.group_pk == group.pk, Task.name == t.name, Task.status == TaskStatus.SCHEDULING.value)
-                        .values(status=TaskStatus.PROCESSING.value, backend=backend, node=nodes[t.name])
+                        .where(
+                            Task.group_pk == group.pk,
+                            Task.name == t.name,
+                            Task.status == TaskStatus.SCHEDULING.value,
+                        )
+                        .values(
+                            status=TaskStatus.PROCESSING.value, backend=backend, node=nodes[t.name]
+                        )
                     )
                 admitted += 1
                 self.decision_ms.append((time.perf_counter() - started) * 1000)
