@@ -30,6 +30,7 @@ class Link:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_heartbeat: float = 0.0
     connection_id: int = 0
+    claimed: bool = False  # a connection is in its handshake for this backend
 
 
 class OperatorHub:
@@ -48,6 +49,21 @@ class OperatorHub:
 
     def connected(self, backend: str) -> bool:
         return self.is_online(backend)
+
+    def claim(self, backend: str) -> bool:
+        """Reserve a backend for a connection in its handshake; False if another one holds it.
+
+        Synchronous (no await between the check and the mark), so of several operators saying
+        hello at once exactly one gets through.
+        """
+        link = self.link(backend)
+        if link.socket is not None or link.claimed:
+            return False
+        link.claimed = True
+        return True
+
+    def unclaim(self, backend: str) -> None:
+        self.link(backend).claimed = False
 
     async def attach(self, backend: str, socket: Socket, nodes: list[NodeInfo]) -> int:
         link = self.link(backend)

@@ -77,28 +77,32 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
             4400,
         )
         return
-    if service.hub.connected(backend):
+    if not service.hub.claim(backend):
         await _refuse(
             ws, service, f"backend {backend!r} is already connected from another operator", 4409
         )
         return
-
-    forget, resend = await reconcile(service.lifecycle, hello, hello.executor)
-    offsets = {key_of(r): service.logs.size(r.workflow_id, r.task, r.retry_id) for r in hello.tasks}
-    await service.hub.send_unacked(
-        ws,
-        Welcome(
-            backend=backend,
-            server_version=__version__,
-            heartbeat_interval=service.settings.heartbeat_interval,
-            log_offsets=offsets,
-            finished=forget,
-        ),
-    )
-    link = service.hub.link(backend)
-    link.last_heartbeat = time.time()
-    service.scheduler.ledger.set_nodes(backend, hello.nodes)
-    connection = await service.hub.attach(backend, ws, hello.nodes)
+    try:
+        forget, resend = await reconcile(service.lifecycle, hello, hello.executor)
+        offsets = {
+            key_of(r): service.logs.size(r.workflow_id, r.task, r.retry_id) for r in hello.tasks
+        }
+        await service.hub.send_unacked(
+            ws,
+            Welcome(
+                backend=backend,
+                server_version=__version__,
+                heartbeat_interval=service.settings.heartbeat_interval,
+                log_offsets=offsets,
+                finished=forget,
+            ),
+        )
+        link = service.hub.link(backend)
+        link.last_heartbeat = time.time()
+        service.scheduler.ledger.set_nodes(backend, hello.nodes)
+        connection = await service.hub.attach(backend, ws, hello.nodes)
+    finally:
+        service.hub.unclaim(backend)  # attached by now (or failed): the socket holds it
     for launch in resend:
         await service.hub.send(backend, launch)
     if forget:
