@@ -501,6 +501,35 @@ def test_replayed_log_chunks_are_stored_once(server: ServerThread) -> None:
     run(server, scenario)
 
 
+def test_log_chunks_cannot_name_paths_outside_the_log_folder(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    """An operator (say, a compromised edge host) must not write files on the control plane."""
+
+    async def scenario(http: httpx.AsyncClient) -> None:
+        op = FakeOperator(server.url)
+        assert (await op.connect()).type == "welcome"
+        outside = tmp_path / "outside"
+        evil = [
+            LogChunk(workflow_id="../../outside", task="x", retry_id=0, offset=0, data="pwn\n"),
+            LogChunk(workflow_id=str(outside), task="x", retry_id=0, offset=0, data="pwn\n"),
+            LogChunk(workflow_id="ok-1", task="../../../x", retry_id=0, offset=0, data="pwn\n"),
+            LogChunk(workflow_id="..", task="x", retry_id=0, offset=0, data="pwn\n"),
+        ]
+        await op.wait_acked(*[await op.send(c) for c in evil])
+        written = sorted(
+            str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.name.endswith(".log")
+        )
+        assert written == [], written
+        assert not outside.exists()
+        # The connection is still good for real work.
+        wf_id = await submit(http, "after-evil")
+        await op.launch_of(wf_id)
+        await op.close()
+
+    run(server, scenario)
+
+
 # ---- reconnect and reconciliation ---------------------------------------------------------
 
 

@@ -15,6 +15,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def _plain(name: str) -> bool:
+    """A workflow id or task name usable as one path component (never a way out of the root)."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
 class LogStore:
     def __init__(self, root: Path):
         self.root = root
@@ -25,6 +30,8 @@ class LogStore:
         return self.root / workflow_id / f"{task}.{retry_id}.log"
 
     def size(self, workflow_id: str, task: str, retry_id: int) -> int:
+        if not (_plain(workflow_id) and _plain(task)):
+            return 0
         p = self.path(workflow_id, task, retry_id)
         if p not in self._sizes:
             try:
@@ -34,6 +41,10 @@ class LogStore:
         return self._sizes[p]
 
     def append(self, workflow_id: str, task: str, retry_id: int, offset: int, data: bytes) -> None:
+        if not (_plain(workflow_id) and _plain(task)):
+            # Names come from operators: none may write outside the log folder.
+            log.warning("log chunk for %r/%r ignored: not a task name", workflow_id, task)
+            return
         p = self.path(workflow_id, task, retry_id)
         have = self.size(workflow_id, task, retry_id)
         end = offset + len(data)
