@@ -117,9 +117,20 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
     try:
         while True:
             raw = await ws.receive_text()
-            env = Envelope.model_validate_json(raw)
             link.last_heartbeat = time.time()
-            await _handle(service, backend, env)
+            try:
+                env = Envelope.model_validate_json(raw)
+            except ValidationError as exc:
+                log.error("unreadable message from backend %s dropped: %s", backend, exc)
+                continue
+            try:
+                await _handle(service, backend, env)
+            except ValidationError as exc:
+                # It can never be handled; closing would only make the operator replay it
+                # after every reconnect. (Lost task states come back with the next hello.)
+                log.error(
+                    "malformed %r message from backend %s dropped: %s", env.type, backend, exc
+                )
             if env.type != "ack":
                 await service.hub.send_unacked(ws, Ack(ids=[env.id]))
     except WebSocketDisconnect:
