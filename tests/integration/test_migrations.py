@@ -8,7 +8,6 @@ If ``test_upgrade_matches_models`` fails after a change to ``models.py``, add a 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from osmo.service.db import migrate
 from osmo.service.db.engine import create_engine
-from osmo.service.db.models import Base, Pool
+from osmo.service.db.models import Base, NameCounter
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +53,8 @@ async def _schema(engine: AsyncEngine) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for t in sorted(insp.get_table_names()):
             out[t] = (
-                [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)],
+                # Sorted: a column a later revision adds comes last, create_all puts it in place.
+                sorted((c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)),
                 sorted((i["name"], tuple(i["column_names"])) for i in insp.get_indexes(t)),
                 sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(t)),
                 sorted(
@@ -111,15 +111,7 @@ def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
             await migrate.upgrade(engine)
             before = await _schema(engine)
             async with engine.begin() as conn:
-                await conn.execute(
-                    Pool.__table__.insert().values(
-                        name="p",
-                        backend="b",
-                        description="kept",
-                        default_exit_actions={},
-                        created_at=time.time(),
-                    )
-                )
+                await conn.execute(NameCounter.__table__.insert().values(name="kept", last=7))
             await migrate.upgrade(engine)
             assert await _schema(engine) == before
             async with engine.connect() as conn:
@@ -127,8 +119,8 @@ def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
                 ).all()
                 assert versions == [(migrate.head_revision(),)]
-                pools = (await conn.execute(select(Pool.name, Pool.description))).all()
-                assert pools == [("p", "kept")]
+                kept = (await conn.execute(select(NameCounter.name, NameCounter.last))).all()
+                assert kept == [("kept", 7)]
         finally:
             await engine.dispose()
 
@@ -136,26 +128,30 @@ def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
 
 
 def test_database_from_create_all_is_stamped_not_recreated(database_url: str) -> None:
+    """Before migrations, the server ran ``create_all``: the schema of revision 0001 with no
+    alembic_version. Such a database is stamped 0001 and upgraded from there, data kept."""
+
     async def go() -> None:
         engine = create_engine(database_url)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
+                await conn.run_sync(
+                    lambda c: command.upgrade(migrate.alembic_config(c), migrate.INITIAL_REVISION)
+                )
+                await conn.execute(text("DROP TABLE alembic_version"))
                 await conn.execute(
-                    Pool.__table__.insert().values(
-                        name="old",
-                        backend="local",
-                        description="from before migrations",
-                        default_exit_actions={"RESCHEDULE": "3001"},
-                        created_at=time.time(),
+                    text(
+                        "INSERT INTO pools (name, backend, description, default_exit_actions,"
+                        " created_at) VALUES ('old', 'local', 'from before', '{}', 0)"
                     )
                 )
+            assert await _sync(engine, _tables) == migrate.INITIAL_TABLES
             await migrate.upgrade(engine)
             assert await _sync(engine, migrate.current_revision) == migrate.head_revision()
             assert await _sync(engine, _diff) == []
             async with engine.connect() as conn:
-                rows = (await conn.execute(select(Pool.name, Pool.default_exit_actions))).all()
-            assert rows == [("old", {"RESCHEDULE": "3001"})]
+                rows = (await conn.execute(text("SELECT name, backend FROM pools"))).all()
+            assert rows == [("old", "local")]
         finally:
             await engine.dispose()
 
@@ -165,7 +161,8 @@ def test_database_from_create_all_is_stamped_not_recreated(database_url: str) ->
 def test_schema_from_migrations_equals_schema_from_create_all(
     database_url: str, tmp_path: Any
 ) -> None:
-    """Stamping is only right if revision 0001 builds what ``create_all`` built."""
+    """The migrations build what ``create_all`` builds from the models (stamping a database
+    ``create_all`` made relies on it; so does everything else)."""
 
     async def go() -> None:
         migrated = create_engine(database_url)
