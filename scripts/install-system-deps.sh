@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, from Debian packages, only when missing:
 #   bubblewrap   (bwrap: sandboxing for the local executor)
+#   busybox-static (a one-file /bin/sh root filesystem for the Kubernetes task runtime tests)
 #   postgresql   (>= 15; scripts/services.sh runs a throwaway cluster of its own)
 # Idempotent and quiet; when everything is present it only looks and exits (milliseconds).
 # apt-get update runs only when something has to be installed. The distribution's own cluster
@@ -10,6 +11,8 @@ set -euo pipefail
 PG_MIN_MAJOR=15
 
 have_bwrap() { command -v bwrap >/dev/null 2>&1; }
+
+have_busybox() { dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; }
 
 have_postgres() {
   local d major
@@ -29,6 +32,7 @@ have_postgres() {
 missing=()
 have_bwrap || missing+=(bubblewrap)
 have_postgres || missing+=(postgresql)
+have_busybox || missing+=(busybox-static)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-system-deps: installing ${missing[*]}" >&2

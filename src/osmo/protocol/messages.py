@@ -29,6 +29,7 @@ __all__ = [
     "NodeInfo",
     "OutputTarget",
     "Refuse",
+    "RegistryCredential",
     "StopTasks",
     "TaskFile",
     "TaskLaunchSpec",
@@ -64,6 +65,10 @@ class NodeInfo(_Msg):
     storage_bytes: int = 0
     labels: dict[str, str] = Field(default_factory=dict)
     available: bool = True
+    # Kubernetes nodes: taints ({key, value, effect}), cordon, and condition type -> status.
+    taints: list[dict[str, str]] = Field(default_factory=list)
+    unschedulable: bool = False
+    conditions: dict[str, str] = Field(default_factory=dict)
 
 
 class TaskRef(_Msg):
@@ -174,6 +179,25 @@ class TaskLaunchSpec(TaskRef):
     gpu: int | None = None
     memory_bytes: int | None = None
     node: str | None = None  # the node the scheduler counted the task against
+    # Used by the kubernetes executor (pod templates, platform checks); optional so that
+    # older control planes keep working.
+    storage_bytes: int | None = None
+    platform: str | None = None
+    nodes_excluded: list[str] = Field(default_factory=list)
+    privileged: bool = False
+    host_network: bool = False
+    volume_mounts: list[str] = Field(default_factory=list)
+    cache_size: str | None = None
+    # GENERIC credentials resolved by the control plane: env var -> secret value, and
+    # folder -> {file name: secret value}.
+    secret_env: dict[str, str] = Field(default_factory=dict)
+    secret_files: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class RegistryCredential(_Msg):
+    registry: str
+    username: str
+    password: str
 
 
 class LaunchGroup(_Msg):
@@ -182,6 +206,12 @@ class LaunchGroup(_Msg):
     group: str
     barrier: bool
     tasks: list[TaskLaunchSpec]
+    # Optional context for backends that label and template what they create.
+    pool: str | None = None
+    priority: str = "NORMAL"
+    submitted_by: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)  # user workflow labels
+    registry_credentials: list[RegistryCredential] = Field(default_factory=list)
 
 
 class StopTasks(_Msg):
