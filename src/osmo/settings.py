@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     backend_offline_after: float = 30.0
     backend_error_after: float = 600.0  # offline this long: its tasks fail with backend error
     render_timeout: float = 2.0
+    token_overlap_seconds: float = (
+        3600.0  # old operator tokens stay valid this long after a rotation
+    )
     sandbox: str = ""  # local executor isolation: "", "bwrap" or "none"
 
     @field_validator("home", mode="before")

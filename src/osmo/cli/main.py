@@ -7,6 +7,7 @@ import sys
 import click
 
 from .. import __version__
+from .admin import backend, register_pool_commands, register_resource_commands
 from .errors import CliError
 from .misc import login, logout, pool, resource, version
 from .platform import operator, server, standalone
@@ -26,7 +27,20 @@ def cli(log_level: str) -> None:
 
 for command in WORKFLOW_COMMANDS:
     workflow.add_command(command)
-for command in (workflow, standalone, server, operator, login, logout, version, pool, resource):
+register_pool_commands(pool)
+register_resource_commands(resource)
+for command in (
+    workflow,
+    standalone,
+    server,
+    operator,
+    login,
+    logout,
+    version,
+    pool,
+    resource,
+    backend,
+):
     cli.add_command(command)
 
 

@@ -82,23 +82,40 @@ def pool_list(format_type: str) -> None:
     if format_type == "json":
         echo_json(result)
         return
+
+    def quota(p: dict[str, object]) -> str:
+        q = p["gpu_quota"]
+        assert isinstance(q, dict)
+        if q.get("guarantee") is None:
+            return f"{q['used']}/-"
+        return f"{q['used']}/{q['guarantee']} (free {q['free']})"
+
     rows = [
         [
             p["name"],
             p["backend"],
-            "online" if p["online"] else "offline",
-            f"{p['used']['cpus']:g}/{p['capacity']['cpus']:g}",
+            p["status"],
+            quota(p),
+            p["gpu_quota"]["borrowed"],
             f"{p['used']['gpus']:g}/{p['capacity']['gpus']:g}",
+            f"{p['used']['cpus']:g}/{p['capacity']['cpus']:g}",
             f"{_gib(p['used']['memory_bytes'])}/{_gib(p['capacity']['memory_bytes'])}",
-            p["description"],
+            p["queued_groups"],
         ]
         for p in result["pools"]
     ]
-    click.echo(
-        table(
-            ["POOL", "BACKEND", "STATE", "CPU USED", "GPU USED", "MEMORY USED", "DESCRIPTION"], rows
-        )
-    )
+    headers = [
+        "POOL",
+        "BACKEND",
+        "STATUS",
+        "GPU QUOTA USED",
+        "BORROWED",
+        "GPU",
+        "CPU",
+        "MEMORY",
+        "QUEUED",
+    ]
+    click.echo(table(headers, rows))
 
 
 @click.group()

@@ -99,19 +99,73 @@ def operator() -> None:
     type=click.Path(dir_okay=False),
     help="File holding the bootstrap token.",
 )
-@click.option("--executor", default="local", show_default=True, type=click.Choice(["local"]))
+@click.option(
+    "--executor", default="local", show_default=True, type=click.Choice(["local", "simulated"])
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False),
     help="Where task folders live (default under OSMO_HOME).",
 )
+@click.option(
+    "--nodes",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1),
+    help="simulated: number of nodes.",
+)
+@click.option(
+    "--node-cpus",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="simulated: CPUs per node.",
+)
+@click.option(
+    "--node-memory",
+    default="32Gi",
+    show_default=True,
+    help="simulated: memory per node (binary units).",
+)
+@click.option(
+    "--node-gpus",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="simulated: GPUs per node.",
+)
+@click.option(
+    "--gpu-type", default=None, help="simulated: GPU product name reported for the nodes."
+)
+@click.option(
+    "--node-label",
+    "node_labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="simulated: label on every node.",
+)
+@click.option(
+    "--node-prefix", default="sim-node", show_default=True, help="simulated: node name prefix."
+)
 def operator_start(
-    server_url: str, backend: str, token_file: str, executor: str, state_dir: str | None
+    server_url: str,
+    backend: str,
+    token_file: str,
+    executor: str,
+    state_dir: str | None,
+    nodes: int,
+    node_cpus: float,
+    node_memory: str,
+    node_gpus: int,
+    gpu_type: str | None,
+    node_labels: tuple[str, ...],
+    node_prefix: str,
 ) -> None:
     """Dial out to a control plane and run the tasks it admits to this backend."""
     from ..operator.connection import Refused
     from ..operator.runner import make_executor, run_operator
     from ..settings import Settings
+    from ..spec.units import UnitError, parse_size
 
     try:
         token = Path(token_file).read_text().strip()
@@ -119,11 +173,34 @@ def operator_start(
         raise CliError(f"error: cannot read token file {token_file}: {exc.strerror}") from None
     if not token:
         raise CliError(f"error: token file {token_file} is empty")
+    options: dict[str, Any] = {}
+    if executor == "simulated":
+        try:
+            memory = parse_size(node_memory)
+        except UnitError as exc:
+            raise CliError(f"error: --node-memory: {exc}") from None
+        labels = {}
+        for item in node_labels:
+            k, sep, v = item.partition("=")
+            if not sep or not k:
+                raise CliError(f"error: --node-label expects KEY=VALUE, got {item!r}")
+            labels[k] = v
+        options = dict(
+            nodes=nodes,
+            node_cpus=node_cpus,
+            node_memory=memory,
+            node_gpus=node_gpus,
+            gpu_type=gpu_type,
+            node_labels=labels,
+            name_prefix=node_prefix,
+        )
     settings = Settings()
     folder = Path(state_dir) if state_dir else settings.operator_dir / backend
-    click.echo(f"osmo operator: backend {backend} ({executor}) dialing {server_url}")
+    click.echo(f"osmo operator: backend {backend} ({executor}) dialing {server_url}", err=True)
     try:
-        asyncio.run(run_operator(server_url, backend, token, make_executor(executor, folder)))
+        asyncio.run(
+            run_operator(server_url, backend, token, make_executor(executor, folder, **options))
+        )
     except Refused as exc:
         raise CliError(f"error: the server refused this operator: {exc}") from None
     except KeyboardInterrupt:

@@ -201,3 +201,41 @@ class OsmoClient:
     def resources(self, pools: list[str] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/api/resources", params={"pools": pools or []})
         return result
+
+    # ---- configuration --------------------------------------------------------------------
+
+    def pool_config(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/api/configs/pool/{name}")
+        return result
+
+    def put_pool(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("PUT", f"/api/configs/pool/{name}", json=config)
+        return result
+
+    def delete_pool(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/api/configs/pool/{name}")
+        return result
+
+    def resource(self, node: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/api/resources/{node}")
+        return result
+
+    def backends(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/api/configs/backend")
+        return result
+
+    def create_backend_token(self, backend: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", f"/api/configs/backend/{backend}/token")
+        return result
+
+    def revoke_backend_tokens(self, backend: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/api/configs/backend/{backend}/token")
+        return result
+
+    def delete_backend(self, backend: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/api/configs/backend/{backend}")
+        return result
+
+    def scheduler_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/api/scheduler/stats")
+        return result

@@ -105,6 +105,7 @@ class OperatorConnection:
             backend=self.backend,
             version=__version__,
             executor=self.executor.kind,
+            cluster_id=self.executor.cluster_id,
             nodes=self.executor.nodes(),
             tasks=self.executor.known_tasks(),
         )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from .connection import OperatorConnection, Refused
 from .executors.base import Executor
@@ -13,12 +14,16 @@ from .executors.base import Executor
 log = logging.getLogger(__name__)
 
 
-def make_executor(kind: str, state_dir: Path) -> Executor:
+def make_executor(kind: str, state_dir: Path, **options: Any) -> Executor:
     if kind == "local":
         from .executors.local import LocalExecutor
 
         return LocalExecutor(state_dir)
-    raise ValueError(f"unknown executor {kind!r}; available: local")
+    if kind == "simulated":
+        from .executors.simulated import SimulatedExecutor
+
+        return SimulatedExecutor(state_dir, **options)
+    raise ValueError(f"unknown executor {kind!r}; available: local, simulated")
 
 
 class EmbeddedOperator:

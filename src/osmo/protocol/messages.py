@@ -101,6 +101,8 @@ class Hello(_Msg):
     version: str
     protocol_version: str = PROTOCOL_VERSION
     executor: str
+    # Identity of the cluster or host; another one claiming the same backend name is refused.
+    cluster_id: str | None = None
     nodes: list[NodeInfo] = Field(default_factory=list)
     # Every task the backend still holds (running, or finished and not yet acknowledged).
     tasks: list[TaskReport] = Field(default_factory=list)

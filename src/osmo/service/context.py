@@ -21,6 +21,7 @@ from .lifecycle.effects import Effects
 from .lifecycle.engine import Lifecycle
 from .lifecycle.submit import Limits
 from .logs import LogStore
+from .scheduler.pools import PoolConfig
 from .scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,19 @@ class Service:
 
     async def _ensure_defaults(self) -> None:
         async with self.sessions() as session, session.begin():
-            if await session.get(Pool, DEFAULT_POOL) is None:
+            if await session.get(Pool, DEFAULT_POOL) is None and not await session.scalar(
+                select(Pool.name).limit(1)
+            ):
+                config = PoolConfig(
+                    backend=LOCAL_BACKEND,
+                    description="this machine",
+                    default_exit_actions=DEFAULT_EXIT_ACTIONS,
+                )
                 session.add(
                     Pool(
                         name=DEFAULT_POOL,
                         backend=LOCAL_BACKEND,
-                        description="this machine",
-                        default_exit_actions=DEFAULT_EXIT_ACTIONS,
+                        config=config.model_dump(exclude={"name"}),
                         created_at=time.time(),
                     )
                 )
@@ -93,6 +100,8 @@ class Service:
     async def _dispatch(self, fx: Effects) -> None:
         for pk in fx.released:
             self.scheduler.release(pk)
+        if fx.queued:
+            self.scheduler.enqueue(fx.queued)
         for backend, msg in fx.launches:
             await self.hub.send(backend, msg)
         if fx.stops:

@@ -77,6 +77,18 @@ class OperatorHub:
                 await self._write(link, env)
         return link.connection_id
 
+    async def disconnect(self, backend: str, reason: str) -> None:
+        link = self.links.get(backend)
+        if link is None or link.socket is None:
+            return
+        socket, link.socket = link.socket, None
+        close = getattr(socket, "close", None)
+        if close is not None:
+            try:
+                await close(code=4401, reason=reason[:120])
+            except Exception as exc:  # already gone
+                log.info("closing operator %s: %s", backend, exc)
+
     def detach(self, backend: str, connection_id: int) -> None:
         link = self.links.get(backend)
         if link is not None and link.connection_id == connection_id:

@@ -12,6 +12,8 @@ Outgoing = TaskReport | LogChunk
 
 class Executor(ABC):
     kind: str = "base"
+    # Identity of the cluster or host behind this executor (one per backend name).
+    cluster_id: str | None = None
 
     def __init__(self) -> None:
         # Reports and log chunks for the control plane, in the order they happened.

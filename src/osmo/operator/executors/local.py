@@ -102,6 +102,18 @@ def host_nodes() -> list[NodeInfo]:
     ]
 
 
+def host_id() -> str:
+    """This host's identity (machine-id, else the host name)."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            value = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if value:
+            return f"host-{value[:16]}"
+    return f"host-{socket.gethostname()}"
+
+
 class LocalExecutor(Executor):
     kind = "local"
 
@@ -116,6 +128,7 @@ class LocalExecutor(Executor):
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._nodes = host_nodes()
+        self.cluster_id = host_id()
 
     # ---- lifecycle ------------------------------------------------------------------------
 

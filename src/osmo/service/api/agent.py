@@ -23,6 +23,7 @@ from ...protocol import (
     TaskStatusBatch,
     Welcome,
 )
+from ..auth import backend_tokens
 from ..context import Service
 from ..lifecycle.backends import key_of, reconcile, record_heartbeat
 
@@ -47,9 +48,18 @@ async def _refuse(ws: WebSocket, service: Service, message: str, code: int) -> N
 async def operator_socket(ws: WebSocket, backend: str) -> None:
     service: Service = ws.app.state.service
     await ws.accept()
-    if not service.tokens.valid(_bearer(ws)):
-        await _refuse(ws, service, "invalid or revoked operator token", 4401)
-        return
+    token = _bearer(ws)
+    if not service.tokens.valid(token):
+        async with service.sessions() as session:
+            ok = await backend_tokens.valid(session, backend, token)
+        if not ok:
+            await _refuse(
+                ws,
+                service,
+                f"invalid, expired or revoked operator token for backend {backend!r}",
+                4401,
+            )
+            return
     try:
         raw = await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT)
         env = Envelope.model_validate_json(raw)
@@ -158,7 +168,7 @@ async def _handle(service: Service, backend: str, env: Envelope) -> None:
             service.scheduler.ledger.set_nodes(backend, hb.nodes)
             service.hub.link(backend).nodes = hb.nodes
             service.scheduler.wake()
-        await record_heartbeat(service.lifecycle, backend, time.time())
+        await record_heartbeat(service.lifecycle, backend, time.time(), hb.nodes)
     elif env.type == "ack":
         service.hub.ack(backend, Ack.model_validate(body).ids)
     else:

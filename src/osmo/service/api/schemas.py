@@ -117,8 +117,13 @@ class PoolOut(BaseModel):
     name: str
     backend: str
     description: str
+    status: str
     online: bool
     default_exit_actions: dict[str, Any]
+    default_platform: str | None = None
+    platforms: list[str] = Field(default_factory=list)
+    gpu_quota: dict[str, Any] = Field(default_factory=dict)
+    queued_groups: int = 0
     capacity: dict[str, float]
     used: dict[str, float]
 
@@ -131,6 +136,8 @@ class NodeOut(BaseModel):
     name: str
     backend: str
     pools: list[str]
+    platforms: list[str] = Field(default_factory=list)
+    storage_bytes: int = 0
     cpus: float
     memory_bytes: int
     gpus: int
@@ -149,3 +156,24 @@ class ResourceList(BaseModel):
 class VersionOut(BaseModel):
     version: str
     protocol_version: str
+
+
+class BackendOut(BaseModel):
+    name: str
+    online: bool
+    executor: str
+    version: str | None
+    cluster_id: str | None
+    nodes: int
+    last_heartbeat: str | None
+    pools: list[str]
+
+
+class BackendList(BaseModel):
+    backends: list[BackendOut]
+
+
+class TokenOut(BaseModel):
+    backend: str
+    token: str
+    previous_valid_until: str | None = None

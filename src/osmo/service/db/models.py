@@ -147,17 +147,34 @@ class Backend(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     executor: Mapped[str] = mapped_column(String(32), default="local")
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Identity of the cluster or host behind the name; another one claiming it is refused.
+    cluster_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
     capacity: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     nodes: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
+class BackendToken(Base):
+    """Operator bootstrap tokens, stored as SHA-256 hashes only."""
+
+    __tablename__ = "backend_tokens"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    backend: Mapped[str] = mapped_column(String(128), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # rotation overlap
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class Pool(Base):
+    """A pool's configuration document (``PoolConfig``); ``backend`` is kept as a column for joins."""
+
     __tablename__ = "pools"
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     backend: Mapped[str] = mapped_column(String(128))
-    description: Mapped[str] = mapped_column(Text, default="")
-    default_exit_actions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
-from ...protocol import Hello, LaunchGroup, TaskRef, TaskReport
+from ...protocol import Hello, LaunchGroup, NodeInfo, TaskRef
 from ..db.models import Backend, Group, Task, Workflow
 from .engine import Lifecycle
 from .status import ACTIVE, TaskStatus
@@ -41,6 +41,7 @@ async def reconcile(
             session.add(row)
         row.executor = executor
         row.version = hello.version
+        row.cluster_id = row.cluster_id or hello.cluster_id
         row.online = True
         row.last_heartbeat = now
         row.capacity = _capacity(hello)
@@ -81,7 +82,9 @@ async def reconcile(
             group_row = await session.get(Group, group_pk)
             whole = group_row is not None and all(t.retry_id == 0 for t, _ in items)
             launches = [
-                lc.launch_spec(wf, group_name, specs[t.name], t.retry_id, t.node)
+                lc.launch_spec(
+                    wf.workflow_id, wf.env_vars, group_name, specs[t.name], t.retry_id, t.node
+                )
                 for t, _ in items
                 if t.name in specs
             ]
@@ -145,10 +148,17 @@ async def mark_offline(lc: Lifecycle, backend: str) -> None:
 
 
 async def record_heartbeat(
-    lc: Lifecycle, backend: str, ts: float, reports: list[TaskReport] | None = None
+    lc: Lifecycle, backend: str, ts: float, nodes: list[NodeInfo] | None = None
 ) -> None:
     async with lc.sessions() as session, session.begin():
         row = await session.get(Backend, backend)
         if row is not None:
             row.last_heartbeat = ts
             row.online = True
+            if nodes is not None:
+                row.nodes = [n.model_dump() for n in nodes]
+                row.capacity = {
+                    "cpus": sum(n.cpus for n in nodes),
+                    "memory_bytes": sum(n.memory_bytes for n in nodes),
+                    "gpus": sum(n.gpus for n in nodes),
+                }

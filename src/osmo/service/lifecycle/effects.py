@@ -13,6 +13,7 @@ class Effects:
     stops: dict[str, list[TaskRef]] = field(default_factory=dict)
     stop_reasons: dict[str, str] = field(default_factory=dict)
     released: list[int] = field(default_factory=list)  # groups whose capacity is free again
+    queued: list[int] = field(default_factory=list)  # groups that became ready to schedule
     wake_scheduler: bool = False
     changed_workflows: set[str] = field(default_factory=set)
 

@@ -28,7 +28,8 @@ from ...protocol import (
     TaskReport,
 )
 from ...spec.model import GroupSpec, TaskSpec, WorkflowSpec
-from ..db.models import Event, Group, Pool, Task, Workflow
+from ..db.models import Event, Group, Task, Workflow
+from ..scheduler.pools import PoolCache
 from .effects import Effects
 from .exit_actions import resolve_action
 from .status import (
@@ -62,6 +63,18 @@ class SpecCache:
             int, tuple[WorkflowSpec, dict[str, TaskSpec], dict[str, list[str]]]
         ] = OrderedDict()
         self._size = size
+        self._groups: dict[int, dict[str, GroupSpec]] = {}
+
+    async def groups(self, session: AsyncSession, wf_pk: int) -> dict[str, GroupSpec]:
+        """Groups of a workflow by name."""
+        groups = self._groups.get(wf_pk)
+        if groups is None:
+            spec, _, _ = await self.get(session, wf_pk)
+            groups = {g.name: g for g in spec.groups}
+            self._groups[wf_pk] = groups
+            if len(self._groups) > self._size:
+                self._groups.pop(next(iter(self._groups)))
+        return groups
 
     async def get(
         self, session: AsyncSession, wf_pk: int, spec_json: str | None = None
@@ -99,7 +112,7 @@ class Lifecycle:
         self._dispatch = dispatch
         self._lock = asyncio.Lock()
         self.specs = SpecCache()
-        self._pool_defaults: dict[str, dict[str, Any]] = {}
+        self.pools = PoolCache()
 
     @asynccontextmanager
     async def txn(self) -> AsyncIterator[tuple[AsyncSession, Effects]]:
@@ -111,13 +124,8 @@ class Lifecycle:
     # ---- helpers --------------------------------------------------------------------------
 
     async def pool_defaults(self, session: AsyncSession, pool: str) -> dict[str, Any]:
-        if pool not in self._pool_defaults:
-            row = await session.get(Pool, pool)
-            self._pool_defaults[pool] = dict(row.default_exit_actions) if row else {}
-        return self._pool_defaults[pool]
-
-    def forget_pool(self, pool: str) -> None:
-        self._pool_defaults.pop(pool, None)
+        cfg = await self.pools.get(session, pool)
+        return dict(cfg.default_exit_actions) if cfg else {}
 
     def event(
         self,
@@ -132,14 +140,20 @@ class Lifecycle:
         )
 
     def launch_spec(
-        self, wf: Workflow, group: GroupSpec | str, task: TaskSpec, retry_id: int, node: str | None
+        self,
+        workflow_id: str,
+        env_vars: dict[str, str] | None,
+        group: str,
+        task: TaskSpec,
+        retry_id: int,
+        node: str | None,
     ) -> TaskLaunchSpec:
         env = dict(task.environment)
-        env.update({str(k): str(v) for k, v in (wf.env_vars or {}).items()})
+        env.update({str(k): str(v) for k, v in (env_vars or {}).items()})
         inputs: list[InputSource] = []
         for i in task.inputs:
             if i.kind == "task":
-                source_wf = i.workflow_id or wf.workflow_id
+                source_wf = i.workflow_id or workflow_id
                 inputs.append(
                     InputSource(
                         name=i.task, url=f"{self.data_url}/{source_wf}/{i.task}/", regex=i.regex
@@ -151,10 +165,10 @@ class Lifecycle:
             TaskFile(path=f.path, contents=f.contents or "", base64=f.base64) for f in task.files
         ]
         return TaskLaunchSpec(
-            workflow_id=wf.workflow_id,
+            workflow_id=workflow_id,
             task=task.name,
             retry_id=retry_id,
-            group=group if isinstance(group, str) else group.name,
+            group=group,
             lead=task.lead,
             image=task.image,
             command=task.command,
@@ -162,7 +176,7 @@ class Lifecycle:
             environment=env,
             files=files,
             inputs=inputs,
-            output_url=f"{self.data_url}/{wf.workflow_id}/{task.name}/",
+            output_url=f"{self.data_url}/{workflow_id}/{task.name}/",
             outputs=[
                 OutputTarget(url=o.url, regex=o.regex)
                 for o in task.outputs
@@ -350,7 +364,16 @@ class Lifecycle:
                     workflow_id=wf.workflow_id,
                     group=group.name,
                     barrier=False,
-                    tasks=[self.launch_spec(wf, group.name, tspec, retry.retry_id, task.node)],
+                    tasks=[
+                        self.launch_spec(
+                            wf.workflow_id,
+                            wf.env_vars,
+                            group.name,
+                            tspec,
+                            retry.retry_id,
+                            task.node,
+                        )
+                    ],
                 )
                 fx.launches.append((task.backend, launch))
             fx.changed_workflows.add(wf.workflow_id)
@@ -480,6 +503,7 @@ class Lifecycle:
         for g in ready:
             g.status = TaskStatus.SCHEDULING.value
             g.queued_at = now
+            fx.queued.append(g.pk)
         if ready:
             await session.execute(
                 update(Task)
@@ -688,6 +712,85 @@ class Lifecycle:
                         session, fx, wf, group, status, f"{what} expired", tasks_status=status
                     )
         return len(exec_rows) + len(queue_rows)
+
+    async def preempt_groups(self, group_pks: list[int], reason: str) -> None:
+        """Stop admitted groups for higher-priority work (FAILED_PREEMPTED, exit code 3006).
+
+        A group whose lead's exit actions say RESCHEDULE (e.g. the pool maps 3006 to it) and
+        that has retries left goes back to the queue with new retries of its tasks; otherwise
+        it fails and its downstream groups fail with it.
+        """
+        async with self.txn() as (session, fx):
+            now = time.time()
+            for pk in group_pks:
+                group = await session.get(Group, pk)
+                if group is None or TaskStatus(group.status).finished:
+                    continue
+                wf = await session.get(Workflow, group.workflow_pk)
+                assert wf is not None
+                _, specs, _ = await self.specs.get(session, wf.pk)
+                tasks = (
+                    (
+                        await session.execute(
+                            select(Task).where(Task.group_pk == pk, Task.status.in_(UNFINISHED))
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                lead = next((t for t in tasks if t.lead), tasks[0] if tasks else None)
+                code = ExitCode.PREEMPTED
+                pool_defaults = await self.pool_defaults(session, wf.pool)
+                action = resolve_action(specs.get(lead.name) if lead else None, pool_defaults, code)
+                retry_ok = all(t.retry_id < wf.max_retry_per_task for t in tasks)
+                fx.released.append(pk)
+                for t in tasks:
+                    if TaskStatus(t.status) in ACTIVE:
+                        fx.stop(
+                            t.backend,
+                            TaskRef(workflow_id=wf.workflow_id, task=t.name, retry_id=t.retry_id),
+                            "preempted",
+                        )
+                if action == "RESCHEDULE" and retry_ok and tasks:
+                    for t in tasks:
+                        t.status = TaskStatus.RESCHEDULED.value
+                        t.exit_code = code
+                        t.finished_at = now
+                        t.message = reason
+                        session.add(
+                            Task(
+                                workflow_pk=wf.pk,
+                                group_pk=pk,
+                                name=t.name,
+                                retry_id=t.retry_id + 1,
+                                status=TaskStatus.SCHEDULING.value,
+                                lead=t.lead,
+                                created_at=now,
+                            )
+                        )
+                    group.status = TaskStatus.SCHEDULING.value
+                    group.queued_at = now
+                    group.backend = None
+                    fx.queued.append(pk)
+                    self.event(
+                        session, wf, f"group {group.name} preempted ({reason}); queued again"
+                    )
+                    fx.changed_workflows.add(wf.workflow_id)
+                    continue
+                for t in tasks:
+                    t.status = TaskStatus.FAILED_PREEMPTED.value
+                    t.exit_code = code
+                    t.finished_at = now
+                    t.message = reason
+                await self.end_group(
+                    session,
+                    fx,
+                    wf,
+                    group,
+                    TaskStatus.FAILED_PREEMPTED,
+                    reason,
+                    tasks_status=TaskStatus.FAILED_PREEMPTED,
+                )
 
     async def workflow_group_counts(self, session: AsyncSession, wf_pk: int) -> dict[str, int]:
         rows = await session.execute(

@@ -8,11 +8,13 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from ...protocol import NodeInfo
 from ...spec import SpecError, parse_rendered, render
 from ...spec.graph import order_groups
 from ...spec.model import GroupSpec, WorkflowSpec
-from ..db.models import Group, NameCounter, Pool, Task, Workflow, WorkflowLabel
+from ..db.models import Backend, Group, NameCounter, Task, Workflow, WorkflowLabel
 from ..errors import Conflict, InvalidSpec, NotFound, ServiceError
+from ..scheduler.validation import validate_workflow
 from .engine import Lifecycle
 from .status import TaskStatus, WorkflowStatus
 
@@ -94,15 +96,29 @@ async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[W
         result = parse_rendered(rendered, max_num_tasks=limits.max_num_tasks)
     except SpecError as exc:
         raise spec_error(exc) from None
-    async with lc.sessions() as session:
-        pool = await session.get(Pool, req.pool)
-        if pool is None:
-            names = (await session.execute(select(Pool.name).order_by(Pool.name))).scalars().all()
-            raise NotFound(
-                f"pool {req.pool!r} does not exist; available pools: {', '.join(names) or 'none'}"
-            )
     check_runnable(result.spec)
+    await check_pool(lc, result.spec, req.pool, req.priority)
     return result.spec, rendered.text
+
+
+async def check_pool(lc: Lifecycle, spec: WorkflowSpec, pool_name: str, priority: str) -> None:
+    """The pool exists, accepts work, and can run every task of the spec (scheduler rules)."""
+    async with lc.sessions() as session:
+        pools = await lc.pools.load(session)
+        pool = pools.get(pool_name)
+        if pool is None:
+            names = ", ".join(sorted(pools)) or "none"
+            raise NotFound(f"pool {pool_name!r} does not exist; available pools: {names}")
+        if pool.enable_maintenance:
+            raise Conflict(f"pool {pool_name!r} is in maintenance and does not accept workflows")
+        backend = await session.get(Backend, pool.backend)
+        nodes = [NodeInfo.model_validate(n) for n in (backend.nodes if backend else [])]
+    errors = validate_workflow(spec, pool, priority, nodes)
+    if errors:
+        message = (
+            errors[0]["message"] if len(errors) == 1 else f"{len(errors)} errors in workflow spec"
+        )
+        raise InvalidSpec(message, errors)
 
 
 async def _next_seq(session: Any, name: str) -> int:
@@ -184,6 +200,7 @@ async def store(
         ]
         result = await session.execute(insert(Group).returning(Group.pk, Group.name), group_rows)
         pks = {name: pk for pk, name in result.all()}
+        fx.queued.extend(pks[g.name] for g in spec.groups if not g.upstream)
         task_rows = [
             {
                 "workflow_pk": wf.pk,
@@ -244,7 +261,7 @@ async def restart(
         )
         spec, _, _ = await lc.specs.get(session, old.pk, old.spec_json)
         target_pool = pool or old.pool
-        if await session.get(Pool, target_pool) is None:
+        if await lc.pools.get(session, target_pool) is None:
             raise NotFound(f"pool {target_pool!r} does not exist")
     completed_tasks = {
         t.name
