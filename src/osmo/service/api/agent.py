@@ -25,7 +25,7 @@ from ...protocol import (
 )
 from ..auth import backend_tokens
 from ..context import Service
-from ..lifecycle.backends import key_of, reconcile, record_heartbeat
+from ..lifecycle.backends import cluster_conflict, key_of, reconcile, record_heartbeat
 
 router = APIRouter(tags=["agent"])
 log = logging.getLogger(__name__)
@@ -87,12 +87,23 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
             4400,
         )
         return
+    # Checked before the claim too, so that while the backend's own operator is connected an
+    # operator of another cluster hears why it can never take the name.
+    conflict = await cluster_conflict(service.lifecycle, backend, hello.cluster_id)
+    if conflict is not None:
+        await _refuse(ws, service, conflict, 4409)
+        return
     if not service.hub.claim(backend):
         await _refuse(
             ws, service, f"backend {backend!r} is already connected from another operator", 4409
         )
         return
     try:
+        # Again under the claim: another cluster may have registered it meanwhile.
+        conflict = await cluster_conflict(service.lifecycle, backend, hello.cluster_id)
+        if conflict is not None:
+            await _refuse(ws, service, conflict, 4409)
+            return
         forget, resend = await reconcile(service.lifecycle, hello, hello.executor)
         offsets = {
             key_of(r): service.logs.size(r.workflow_id, r.task, r.retry_id) for r in hello.tasks

@@ -85,4 +85,6 @@ async def delete_backend(name: str, service: ServiceDep, identity: IdentityDep) 
         if service.hub.is_online(name):
             raise Conflict(f"backend {name!r} is connected; stop its operator first")
         await session.delete(row)
+    # Its nodes are no longer offered or listed (until an operator registers the name again).
+    service.scheduler.ledger.set_nodes(name, [])
     return {"deleted": name}

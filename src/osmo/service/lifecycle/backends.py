@@ -106,6 +106,26 @@ async def reconcile(
     return forget, resend
 
 
+async def cluster_conflict(lc: Lifecycle, backend: str, cluster_id: str | None) -> str | None:
+    """Why an operator of cluster ``cluster_id`` may not serve ``backend``, or None if it may.
+
+    A backend belongs to the cluster (or host) whose operator registered it first; another
+    cluster claiming the name is refused until the backend is deleted.
+    """
+    if not cluster_id:
+        return None
+    async with lc.sessions() as session:
+        row = await session.get(Backend, backend)
+        owner = row.cluster_id if row is not None else None
+    if not owner or owner == cluster_id:
+        return None
+    return (
+        f"backend {backend!r} belongs to cluster {owner!r}, but this operator runs in cluster "
+        f"{cluster_id!r}; use another backend name, or delete the backend first "
+        f"('osmo backend delete {backend}')"
+    )
+
+
 def _capacity(hello: Hello) -> dict[str, float]:
     return {
         "cpus": sum(n.cpus for n in hello.nodes),
