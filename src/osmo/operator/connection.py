@@ -29,7 +29,7 @@ from ..protocol import (
 from .executors.base import Executor
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 500
+MAX_BATCH = 100  # bounded so one batch holds the control plane's write lock briefly
 
 
 class Refused(Exception):

@@ -36,10 +36,15 @@ class Service:
         self.settings = settings
         self.engine = create_engine(settings.resolved_database_url)
         self.sessions = sessionmaker(self.engine)
-        self.hub = OperatorHub()
+        self.hub = OperatorHub(offline_after=settings.backend_offline_after)
         self.logs = LogStore(settings.resolved_log_dir)
         self.lifecycle = Lifecycle(self.sessions, settings.resolved_data_url, self._dispatch)
         self.scheduler = Scheduler(self.lifecycle, self.hub.is_online)
+        self.lifecycle.nodes_of = lambda backend: (
+            self.scheduler.ledger.nodes(backend)
+            if backend in self.scheduler.ledger.backends
+            else None
+        )
         self.tokens = OperatorTokens.load(settings.operator_tokens, settings.home)
         self.limits = Limits(
             max_num_tasks=settings.max_num_tasks,

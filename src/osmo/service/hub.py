@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,9 +36,11 @@ class Link:
 
 
 class OperatorHub:
-    def __init__(self) -> None:
+    def __init__(self, offline_after: float = math.inf) -> None:
         self.links: dict[str, Link] = {}
         self._next_connection = 0
+        # A connected backend whose last message is older than this counts as offline.
+        self.offline_after = offline_after
 
     def link(self, backend: str) -> Link:
         if backend not in self.links:
@@ -44,11 +48,18 @@ class OperatorHub:
         return self.links[backend]
 
     def is_online(self, backend: str) -> bool:
+        """Connected, and heard from (heartbeat or any message) within ``offline_after``."""
         link = self.links.get(backend)
-        return link is not None and link.socket is not None
+        return (
+            link is not None
+            and link.socket is not None
+            and time.time() - link.last_heartbeat <= self.offline_after
+        )
 
     def connected(self, backend: str) -> bool:
-        return self.is_online(backend)
+        """An operator holds the connection (even one that has gone quiet)."""
+        link = self.links.get(backend)
+        return link is not None and link.socket is not None
 
     def claim(self, backend: str) -> bool:
         """Reserve a backend for a connection in its handshake; False if another one holds it.

@@ -138,7 +138,11 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
     try:
         while True:
             raw = await ws.receive_text()
+            was_online = service.hub.is_online(backend)
             link.last_heartbeat = time.time()
+            if not was_online:
+                log.info("backend %s is heard from again", backend)
+                service.scheduler.wake()
             try:
                 env = Envelope.model_validate_json(raw)
             except ValidationError as exc:

@@ -82,7 +82,7 @@ async def delete_backend(name: str, service: ServiceDep, identity: IdentityDep) 
         )
         if busy:
             raise Conflict(f"backend {name!r} still has {busy} active task(s)")
-        if service.hub.is_online(name):
+        if service.hub.connected(name):
             raise Conflict(f"backend {name!r} is connected; stop its operator first")
         await session.delete(row)
     # Its nodes are no longer offered or listed (until an operator registers the name again).

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from .models import Event, Group, Task, Workflow, WorkflowLabel
 
@@ -83,7 +84,10 @@ def list_query(
     priority: Sequence[str] = (),
     order: str = "desc",
 ) -> Select[Any]:
-    q = select(Workflow)
+    # The list never shows specs: leave the large text columns unloaded.
+    q = select(Workflow).options(
+        defer(Workflow.spec_json), defer(Workflow.rendered_spec), defer(Workflow.template_spec)
+    )
     if users:
         q = q.where(Workflow.submitted_by.in_(list(users)))
     if name:

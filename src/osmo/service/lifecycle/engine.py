@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ...protocol import (
     InputSource,
     LaunchGroup,
+    NodeInfo,
     OutputTarget,
     TaskFile,
     TaskLaunchSpec,
@@ -52,6 +53,7 @@ _RANK = {
     TaskStatus.INITIALIZING: 4,
     TaskStatus.RUNNING: 5,
 }
+REPORTS_PER_TXN = 20
 UNFINISHED = [s.value for s in TaskStatus if not s.finished]
 
 
@@ -64,6 +66,9 @@ class SpecCache:
         ] = OrderedDict()
         self._size = size
         self._groups: dict[int, dict[str, GroupSpec]] = {}
+
+    def cached_groups(self, wf_pk: int) -> dict[str, GroupSpec] | None:
+        return self._groups.get(wf_pk)
 
     async def groups(self, session: AsyncSession, wf_pk: int) -> dict[str, GroupSpec]:
         """Groups of a workflow by name."""
@@ -113,6 +118,8 @@ class Lifecycle:
         self._lock = asyncio.Lock()
         self.specs = SpecCache()
         self.pools = PoolCache()
+        # Live node lists of connected backends (set by the service), for submit-time checks.
+        self.nodes_of: Callable[[str], list[NodeInfo] | None] = lambda backend: None
 
     @asynccontextmanager
     async def txn(self) -> AsyncIterator[tuple[AsyncSession, Effects]]:
@@ -191,12 +198,13 @@ class Lifecycle:
     # ---- reports from backends ------------------------------------------------------------
 
     async def apply_reports(self, backend: str, reports: list[TaskReport]) -> None:
-        if not reports:
-            return
-        async with self.txn() as (session, fx):
-            loaded = await self._load_tasks(session, reports)
-            for report in reports:
-                await self.apply_report(session, fx, backend, report, loaded.get(report.key()))
+        # Small transactions: the scheduler's admissions never wait behind a long batch.
+        for start in range(0, len(reports), REPORTS_PER_TXN):
+            part = reports[start : start + REPORTS_PER_TXN]
+            async with self.txn() as (session, fx):
+                loaded = await self._load_tasks(session, part)
+                for report in part:
+                    await self.apply_report(session, fx, backend, report, loaded.get(report.key()))
 
     async def _load_tasks(
         self, session: AsyncSession, refs: list[TaskReport]

@@ -111,8 +111,10 @@ async def check_pool(lc: Lifecycle, spec: WorkflowSpec, pool_name: str, priority
             raise NotFound(f"pool {pool_name!r} does not exist; available pools: {names}")
         if pool.enable_maintenance:
             raise Conflict(f"pool {pool_name!r} is in maintenance and does not accept workflows")
-        backend = await session.get(Backend, pool.backend)
-        nodes = [NodeInfo.model_validate(n) for n in (backend.nodes if backend else [])]
+        nodes = lc.nodes_of(pool.backend)
+        if nodes is None:  # not connected since the server started: what it last reported
+            backend = await session.get(Backend, pool.backend)
+            nodes = [NodeInfo.model_validate(n) for n in (backend.nodes if backend else [])]
     errors = validate_workflow(spec, pool, priority, nodes)
     if errors:
         message = (

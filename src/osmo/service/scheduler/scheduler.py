@@ -31,8 +31,8 @@ from .pools import UNSET, PoolConfig
 
 log = logging.getLogger(__name__)
 LOW_RANK = 2
-CHUNK = 64
-CHUNK_SECONDS = 0.02
+CHUNK = 32
+CHUNK_SECONDS = 0.01
 
 
 def task_request(cpu: int | None, gpu: int | None, memory: int | None) -> Request:
@@ -307,8 +307,11 @@ class Scheduler:
         if pool is None or not self._is_online(pool.backend):
             return 0
         backend = pool.backend
-        async with self.lc.sessions() as session:
-            gspec = (await self.lc.specs.groups(session, q.wf_pk))[q.name]
+        groups = self.lc.specs.cached_groups(q.wf_pk)
+        if groups is None:
+            async with self.lc.sessions() as session:
+                groups = await self.lc.specs.groups(session, q.wf_pk)
+        gspec = groups[q.name]
         requests = [
             task_request(t.resources.cpu, t.resources.gpu, t.resources.memory_bytes)
             for t in gspec.tasks
