@@ -137,6 +137,7 @@ class Service:
 
     async def _backends_loop(self) -> None:
         """Offline after a stale heartbeat; tasks failed after the longer error window."""
+        quiet: set[str] = set()  # connected but silent backends already marked offline
         while True:
             await asyncio.sleep(min(1.0, self.settings.heartbeat_interval))
             now = time.time()
@@ -161,7 +162,11 @@ class Service:
                         link.socket is not None
                         and now - link.last_heartbeat > self.settings.backend_offline_after
                     ):
-                        log.warning("backend %s missed heartbeats; marking offline", name)
-                        await mark_offline(self.lifecycle, name)
+                        if name not in quiet:
+                            quiet.add(name)
+                            log.warning("backend %s missed heartbeats; marking offline", name)
+                            await mark_offline(self.lifecycle, name)
+                    else:
+                        quiet.discard(name)
             except Exception:
                 log.exception("backend monitor failed")
