@@ -27,6 +27,14 @@ class Base(DeclarativeBase):
 
 class Workflow(Base):
     __tablename__ = "workflows"
+    # List filters page in submit order: each common filter has an index that yields that order.
+    __table_args__ = (
+        Index("ix_workflows_submitted", "submitted_at", "pk"),
+        Index("ix_workflows_status_submitted", "status", "submitted_at", "pk"),
+        Index("ix_workflows_user_submitted", "submitted_by", "submitted_at", "pk"),
+        Index("ix_workflows_pool_submitted", "pool", "submitted_at", "pk"),
+        Index("ix_workflows_name_submitted", "name", "submitted_at", "pk"),
+    )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
