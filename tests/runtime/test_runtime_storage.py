@@ -95,7 +95,7 @@ def test_bad_file_urls_rejected(url: str, tmp_path: Path) -> None:
 
 def test_unknown_and_unimplemented_schemes(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not supported yet"):
-        open_store("s3://bucket/x")
+        open_store("tos://bucket/x")
     with pytest.raises(StorageError, match="unknown storage scheme 'ftp'"):
         open_store("ftp://host/x")
     with pytest.raises(StorageError, match="no scheme"):

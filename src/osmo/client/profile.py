@@ -30,7 +30,9 @@ def load_profile() -> Profile:
         try:
             data = yaml.safe_load(path.read_text()) or {}
             if isinstance(data, dict):
-                stored = {str(k): str(v) for k, v in data.items() if v is not None}
+                stored = {
+                    str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float)
+                }
         except (OSError, yaml.YAMLError):
             stored = {}
     user = os.environ.get("OSMO_USER") or stored.get("user")
@@ -44,10 +46,19 @@ def load_profile() -> Profile:
 def save_profile(url: str | None, user: str | None) -> Path:
     path = profile_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"url": url, "user": user}
+    # Other sections of the file (``credentials:``, written by osmo.storage) are kept.
+    data: dict[str, object] = {}
+    if path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if isinstance(loaded, dict):
+                data = {str(k): v for k, v in loaded.items() if k not in ("url", "user")}
+        except (OSError, yaml.YAMLError):
+            data = {}
+    data.update({k: v for k, v in {"url": url, "user": user}.items() if v})
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        yaml.safe_dump({k: v for k, v in data.items() if v}, f)
+        yaml.safe_dump(data, f, sort_keys=False)
     tmp.replace(path)
     return path

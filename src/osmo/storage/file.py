@@ -11,10 +11,22 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .base import ObjectInfo, StorageError, Store, TransferResult, check_key, compile_regex
+from .base import (
+    AccessDeniedError,
+    AccessType,
+    NotFoundError,
+    ObjectInfo,
+    StorageError,
+    Store,
+    TransferOptions,
+    TransferResult,
+    check_key,
+    compile_regex,
+)
 
 
 def file_url_path(url: str) -> Path:
@@ -34,7 +46,7 @@ def file_url_path(url: str) -> Path:
     return Path(os.path.normpath(raw))
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+def walk_tree(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """Regular files below ``root`` as (relative key, real path), plus skipped entries.
 
     A symlink is copied as the file it points to only when that file lies inside ``root``;
@@ -97,7 +109,7 @@ class FileStore(Store):
             raise StorageError(f"upload source {src} is not a directory")
         result = TransferResult()
         try:
-            files, result.skipped = _walk(src)
+            files, result.skipped = walk_tree(src)
             # The prefix exists even for an empty upload, so a downstream download finds it.
             dest.mkdir(parents=True, exist_ok=True)
             for key, path in files:
@@ -124,9 +136,9 @@ class FileStore(Store):
                 files: list[tuple[str, Path]] = [(src.name, src)]
                 skipped: list[str] = []
             elif src.is_dir():
-                files, skipped = _walk(src)
+                files, skipped = walk_tree(src)
             else:
-                raise StorageError(f"download source {url} does not exist")
+                raise NotFoundError(f"download source {url} does not exist")
             result.skipped = skipped
             dest.mkdir(parents=True, exist_ok=True)
             for key, path in files:
@@ -146,10 +158,157 @@ class FileStore(Store):
             if src.is_file():
                 return [ObjectInfo(src.name, src.stat().st_size)]
             if not src.is_dir():
-                raise StorageError(f"{url} does not exist")
-            files, _ = _walk(src)
+                raise NotFoundError(f"{url} does not exist")
+            files, _ = walk_tree(src)
             return [ObjectInfo(key, path.stat().st_size) for key, path in files]
         except StorageError:
             raise
         except OSError as e:
             raise StorageError(f"listing {url} failed: {e}") from e
+
+    # Extended interface ---------------------------------------------------------------------
+
+    def upload(
+        self, paths: Sequence[str | Path], url: str, options: TransferOptions | None = None
+    ) -> TransferResult:
+        options = options or TransferOptions()
+        total = TransferResult()
+        dest = file_url_path(url)
+        for raw in paths:
+            p = Path(raw)
+            if p.is_dir():
+                target = dest if str(raw).endswith("/") else dest / p.resolve().name
+                r = self.upload_dir(p, target.as_uri(), options.regex)
+            elif p.is_file():
+                pattern = compile_regex(options.regex)
+                r = TransferResult()
+                if pattern is None or pattern.search(p.name):
+                    try:
+                        r.bytes = _copy_into(p, dest / p.name)
+                    except OSError as e:
+                        raise StorageError(f"upload of {p} to {url} failed: {e}") from e
+                    r.files = 1
+            else:
+                raise StorageError(f"upload source {raw} does not exist")
+            total.files += r.files
+            total.bytes += r.bytes
+            total.skipped += r.skipped
+        total.bytes_sent = total.bytes
+        return total
+
+    def download(
+        self, url: str, local_dir: str | Path, options: TransferOptions | None = None
+    ) -> TransferResult:
+        options = options or TransferOptions()
+        if not options.resume:
+            r = self.download_dir(url, local_dir, options.regex)
+            r.bytes_sent = r.bytes
+            return r
+        # Resume: copy only what is missing or of another size.
+        src = file_url_path(url)
+        pattern = compile_regex(options.regex)
+        dest = Path(local_dir)
+        result = TransferResult()
+        for info in self.list(url):
+            if pattern is not None and not pattern.search(info.key):
+                continue
+            target = dest / check_key(info.key)
+            path = src if src.is_file() else src / info.key
+            result.files += 1
+            result.bytes += info.size
+            if target.is_file() and target.stat().st_size == info.size:
+                result.skipped_existing += 1
+                continue
+            try:
+                _copy_into(path, target)
+            except OSError as e:
+                raise StorageError(f"download of {url} to {dest} failed: {e}") from e
+            result.bytes_sent += info.size
+        return result
+
+    def list_objects(
+        self, url: str, *, recursive: bool = True, regex: str | None = None
+    ) -> Iterator[ObjectInfo]:
+        pattern = compile_regex(regex)
+        src = file_url_path(url)
+        if not src.exists():
+            return  # like a prefix with no objects below it
+        if recursive or src.is_file():
+            infos = self.list(url)
+        else:
+            if not src.is_dir():
+                raise NotFoundError(f"{url} does not exist")
+            infos = []
+            for entry in sorted(os.scandir(src), key=lambda e: e.name):
+                if entry.is_dir(follow_symlinks=False):
+                    infos.append(ObjectInfo(entry.name + "/", 0))
+                elif entry.is_file(follow_symlinks=False):
+                    infos.append(ObjectInfo(entry.name, entry.stat().st_size))
+        for info in infos:
+            if pattern is None or pattern.search(info.key):
+                yield info
+
+    def delete(self, url: str, regex: str | None = None) -> int:
+        src = file_url_path(url)
+        pattern = compile_regex(regex)
+        n = 0
+        try:
+            if src.is_file():
+                src.unlink()
+                return 1
+            for info in self.list(url):
+                if pattern is None or pattern.search(info.key):
+                    (src / info.key).unlink()
+                    n += 1
+            if pattern is None:
+                shutil.rmtree(src, ignore_errors=True)
+        except OSError as e:
+            raise StorageError(f"delete of {url} failed: {e}") from e
+        return n
+
+    def check(self, url: str, access: AccessType = "READ") -> None:
+        path = file_url_path(url)
+        probe = path if path.is_dir() else path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        mode = {"READ": os.R_OK, "WRITE": os.W_OK, "DELETE": os.W_OK}.get(access)
+        if mode is None:
+            raise StorageError(f"unknown access type {access!r}: READ, WRITE or DELETE")
+        if not os.access(probe, mode | os.X_OK):
+            raise AccessDeniedError(f"access denied: {access} on {url} ({probe})")
+
+    def read_bytes(self, url: str) -> bytes:
+        path = file_url_path(url)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as e:
+            raise NotFoundError(f"{url} does not exist") from e
+        except OSError as e:
+            raise StorageError(f"reading {url} failed: {e}") from e
+
+    def write_bytes(self, url: str, data: bytes) -> None:
+        path = file_url_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.osmo-tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"writing {url} failed: {e}") from e
+
+    def stream(self, url: str, start: int = 0, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        path = file_url_path(url)
+        try:
+            f = open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError as e:
+            raise NotFoundError(f"{url} does not exist") from e
+        except OSError as e:
+            raise StorageError(f"reading {url} failed: {e}") from e
+        with f:
+            f.seek(start)
+            while True:
+                chunk = f.read(chunk_size)
+                if not chunk:
+                    return
+                yield chunk
