@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     backend_offline_after: float = 30.0
     backend_error_after: float = 600.0  # offline this long: its tasks fail with backend error
     render_timeout: float = 2.0
+    secret_keys: str = ""  # "kid:base64key,..." for credentials at rest; default: generated file
     token_overlap_seconds: float = (
         3600.0  # old operator tokens stay valid this long after a rotation
     )

@@ -8,6 +8,7 @@ import click
 
 from .. import __version__
 from .admin import backend, register_pool_commands, register_resource_commands
+from .credential import credential
 from .errors import CliError
 from .misc import login, logout, pool, resource, version
 from .platform import operator, server, standalone
@@ -40,6 +41,7 @@ for command in (
     pool,
     resource,
     backend,
+    credential,
 ):
     cli.add_command(command)
 

@@ -239,3 +239,17 @@ class OsmoClient:
     def scheduler_stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/api/scheduler/stats")
         return result
+
+    def credentials(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/api/credentials")
+        return result
+
+    def set_credential(self, name: str, ctype: str, payload: dict[str, str]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            "POST", f"/api/credentials/{name}", json={"type": ctype, "payload": payload}
+        )
+        return result
+
+    def delete_credential(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/api/credentials/{name}")
+        return result

@@ -177,6 +177,10 @@ class TaskLaunchSpec(TaskRef):
     inputs: list[InputSource] = Field(default_factory=list)
     output_url: str | None = None
     outputs: list[OutputTarget] = Field(default_factory=list)  # user ``outputs: - url:``
+    # DATA credentials (payloads) for the task's storage URLs; never logged.
+    data_credentials: list[dict[str, str]] = Field(default_factory=list, repr=False)
+    # Values to mask in the task's log (credential values of 8+ characters).
+    mask: list[str] = Field(default_factory=list, repr=False)
     cpu: int | None = None
     gpu: int | None = None
     memory_bytes: int | None = None

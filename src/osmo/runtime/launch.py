@@ -70,6 +70,8 @@ class TaskLaunch(_Model):
     inputs: list[InputSource] = Field(default_factory=list)
     output_url: str | None = None
     outputs: list[OutputTarget] = Field(default_factory=list)
+    # DATA credentials for storage URLs (credential payloads: endpoint, access_key_id, ...).
+    data_credentials: list[dict[str, str]] = Field(default_factory=list, repr=False)
     barrier: bool = False
     hosts: dict[str, str] = Field(default_factory=dict)
     image: str = ""  # recorded only: the local executor runs on the host's own filesystem

@@ -185,7 +185,7 @@ class Supervisor:
                         self._upload(launch.output_url)
                     if exit_code == 0:  # user outputs only after success
                         for target in launch.outputs:
-                            self._upload(target.url, target.regex)
+                            self._upload(target.url, target.regex, launch)
                     phase = "done"
             except TaskFailure as e:
                 exit_code, error = e.exit_code, str(e)
@@ -286,16 +286,19 @@ class Supervisor:
     def _download(self, launch: TaskLaunch) -> None:
         for i, inp in enumerate(launch.inputs):
             try:
-                res = open_store(inp.url).download_dir(inp.url, self.td.input(i), inp.regex)
+                res = open_store(inp.url, *_credentials_for(launch, inp.url)).download_dir(
+                    inp.url, self.td.input(i), inp.regex
+                )
             except StorageError as e:
                 raise TaskFailure(
                     exitcodes.DOWNLOAD_FAILED, f"download of input {i} ({inp.url}) failed: {e}"
                 ) from e
             log.info("input %d: %d files, %d bytes from %s", i, res.files, res.bytes, inp.url)
 
-    def _upload(self, url: str, regex: str | None = None) -> None:
+    def _upload(self, url: str, regex: str | None = None, launch: TaskLaunch | None = None) -> None:
         try:
-            res = open_store(url).upload_dir(self.td.output, url, regex)
+            creds = _credentials_for(launch, url) if launch is not None else ()
+            res = open_store(url, *creds).upload_dir(self.td.output, url, regex)
         except StorageError as e:
             raise TaskFailure(
                 exitcodes.UPLOAD_FAILED, f"upload of the output folder to {url} failed: {e}"
@@ -486,6 +489,25 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _credentials_for(launch: TaskLaunch, url: str) -> tuple[Any, ...]:
+    """The submitter's DATA credential for ``url`` (longest matching endpoint), if any."""
+    best: dict[str, str] | None = None
+    for payload in launch.data_credentials:
+        endpoint = payload.get("endpoint", "")
+        if (
+            endpoint
+            and url.startswith(endpoint)
+            and (best is None or len(endpoint) > len(best.get("endpoint", "")))
+        ):
+            best = payload
+    if best is None:
+        return ()
+    from ..storage.credentials import Credentials
+
+    fields = {k: v for k, v in best.items() if k in Credentials.model_fields}
+    return (Credentials.model_validate(fields),)
 
 
 def _killpg(pgid: int, sig: int) -> None:

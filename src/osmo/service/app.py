@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..settings import Settings
-from .api import agent, backends, misc, pools, resources, scheduler, workflows
+from .api import agent, backends, credentials, misc, pools, resources, scheduler, workflows
 from .context import Service
 from .errors import ServiceError
 
@@ -70,6 +70,6 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
             status_code=500,
         )
 
-    for module in (misc, workflows, pools, resources, backends, scheduler, agent):
+    for module in (misc, workflows, pools, resources, backends, credentials, scheduler, agent):
         app.include_router(module.router)
     return app

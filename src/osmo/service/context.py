@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from ..settings import Settings
 from .auth.operator_tokens import OperatorTokens
+from .auth.secrets import SecretBox
 from .db.engine import create_engine, sessionmaker
 from .db.migrate import upgrade
 from .db.models import Backend, Pool
@@ -46,6 +47,8 @@ class Service:
             else None
         )
         self.tokens = OperatorTokens.load(settings.operator_tokens, settings.home)
+        self.secrets = SecretBox.load(settings.secret_keys, settings.home)
+        self.lifecycle.secrets = self.secrets
         self.limits = Limits(
             max_num_tasks=settings.max_num_tasks,
             max_retry_per_task=settings.max_retry_per_task,

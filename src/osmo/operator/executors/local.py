@@ -242,6 +242,7 @@ class LocalExecutor(Executor):
                 inputs=[InputSource(name=i.name, url=i.url, regex=i.regex) for i in spec.inputs],
                 output_url=spec.output_url,
                 outputs=[OutputTarget(url=o.url, regex=o.regex) for o in spec.outputs],
+                data_credentials=spec.data_credentials,
                 barrier=gate,
                 hosts=hosts,
                 image=spec.image,

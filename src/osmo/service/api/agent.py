@@ -175,6 +175,10 @@ async def _handle(service: Service, backend: str, env: Envelope) -> None:
     elif env.type == "log":
         chunk = LogChunk.model_validate(body)
         data = chunk.data.encode("utf-8", "surrogateescape")
+        # Same-length masks keep byte offsets aligned with the backend's log.
+        for secret in await service.lifecycle.masks_for(chunk.workflow_id):
+            raw = secret.encode()
+            data = data.replace(raw, b"*" * len(raw))
         service.logs.append(chunk.workflow_id, chunk.task, chunk.retry_id, chunk.offset, data)
         await service.logs.notify()
     elif env.type == "heartbeat":

@@ -186,3 +186,20 @@ class Pool(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Credential(Base):
+    """A user's credential; ``payload`` is encrypted (``SecretBox``) and never returned."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (UniqueConstraint("user", "name"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(String(256), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    keys: Mapped[list[Any]] = mapped_column(JSON, default=list)  # payload key names, for listing
+    endpoint: Mapped[str | None] = mapped_column(String(512), nullable=True)  # DATA: which URLs
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)

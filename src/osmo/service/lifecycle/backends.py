@@ -82,8 +82,15 @@ async def reconcile(
             group_row = await session.get(Group, group_pk)
             whole = group_row is not None and all(t.retry_id == 0 for t, _ in items)
             launches = [
-                lc.launch_spec(
-                    wf.workflow_id, wf.env_vars, group_name, specs[t.name], t.retry_id, t.node
+                await lc.launch_for(
+                    session,
+                    wf.workflow_id,
+                    wf.env_vars,
+                    wf.submitted_by,
+                    group_name,
+                    specs[t.name],
+                    t.retry_id,
+                    t.node,
                 )
                 for t, _ in items
                 if t.name in specs

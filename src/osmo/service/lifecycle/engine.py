@@ -29,6 +29,8 @@ from ...protocol import (
     TaskReport,
 )
 from ...spec.model import GroupSpec, TaskSpec, WorkflowSpec
+from ..auth.credentials import TaskSecrets, task_secrets
+from ..auth.secrets import SecretBox
 from ..db.models import Event, Group, Task, Workflow
 from ..scheduler.pools import PoolCache
 from .effects import Effects
@@ -118,6 +120,9 @@ class Lifecycle:
         self._lock = asyncio.Lock()
         self.specs = SpecCache()
         self.pools = PoolCache()
+        self.secrets: SecretBox | None = None  # set by the service
+        # Credential values to mask in each workflow's logs (filled as tasks launch).
+        self.masks: dict[str, set[str]] = {}
         # Live node lists of connected backends (set by the service), for submit-time checks.
         self.nodes_of: Callable[[str], list[NodeInfo] | None] = lambda backend: None
 
@@ -154,9 +159,12 @@ class Lifecycle:
         task: TaskSpec,
         retry_id: int,
         node: str | None,
+        secrets: TaskSecrets | None = None,
     ) -> TaskLaunchSpec:
         env = dict(task.environment)
         env.update({str(k): str(v) for k, v in (env_vars or {}).items()})
+        if secrets is not None:
+            env.update(secrets.environment)
         inputs: list[InputSource] = []
         for i in task.inputs:
             if i.kind == "task":
@@ -171,6 +179,8 @@ class Lifecycle:
         files = [
             TaskFile(path=f.path, contents=f.contents or "", base64=f.base64) for f in task.files
         ]
+        if secrets is not None:
+            files += [TaskFile(path=path, contents=value) for path, value in secrets.files]
         return TaskLaunchSpec(
             workflow_id=workflow_id,
             task=task.name,
@@ -193,7 +203,54 @@ class Lifecycle:
             gpu=task.resources.gpu,
             memory_bytes=task.resources.memory_bytes,
             node=node,
+            data_credentials=secrets.data if secrets else [],
+            mask=sorted(secrets.mask) if secrets else [],
         )
+
+    async def masks_for(self, workflow_id: str) -> set[str]:
+        """Credential values to mask in a workflow's logs (derived again after a restart)."""
+        known = self.masks.get(workflow_id)
+        if known is not None:
+            return known
+        found: set[str] = set()
+        if self.secrets is not None:
+            async with self.sessions() as session:
+                wf = (
+                    await session.execute(
+                        select(Workflow).where(Workflow.workflow_id == workflow_id)
+                    )
+                ).scalar_one_or_none()
+                if wf is not None:
+                    _, specs, _ = await self.specs.get(session, wf.pk, wf.spec_json)
+                    for t in specs.values():
+                        if t.credentials or t.inputs or t.outputs:
+                            found |= (
+                                await task_secrets(session, self.secrets, wf.submitted_by, t)
+                            ).mask
+        self.masks[workflow_id] = found
+        return found
+
+    async def launch_for(
+        self,
+        session: AsyncSession,
+        workflow_id: str,
+        env_vars: dict[str, str] | None,
+        user: str,
+        group: str,
+        task: TaskSpec,
+        retry_id: int,
+        node: str | None,
+    ) -> TaskLaunchSpec:
+        """``launch_spec`` with the submitter's credentials the task needs resolved now."""
+        secrets = None
+        needs_urls = any(i.kind == "url" for i in task.inputs) or any(
+            o.kind == "url" for o in task.outputs
+        )
+        if self.secrets is not None and (task.credentials or needs_urls):
+            secrets = await task_secrets(session, self.secrets, user, task)
+            if secrets.mask:
+                self.masks.setdefault(workflow_id, set()).update(secrets.mask)
+        return self.launch_spec(workflow_id, env_vars, group, task, retry_id, node, secrets)
 
     # ---- reports from backends ------------------------------------------------------------
 
@@ -373,9 +430,11 @@ class Lifecycle:
                     group=group.name,
                     barrier=False,
                     tasks=[
-                        self.launch_spec(
+                        await self.launch_for(
+                            session,
                             wf.workflow_id,
                             wf.env_vars,
+                            wf.submitted_by,
                             group.name,
                             tspec,
                             retry.retry_id,

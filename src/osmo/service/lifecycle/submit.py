@@ -12,6 +12,7 @@ from ...protocol import NodeInfo
 from ...spec import SpecError, parse_rendered, render
 from ...spec.graph import order_groups
 from ...spec.model import GroupSpec, WorkflowSpec
+from ..auth.credentials import check_references
 from ..db.models import Backend, Group, NameCounter, Task, Workflow, WorkflowLabel
 from ..errors import Conflict, InvalidSpec, NotFound, ServiceError
 from ..scheduler.validation import validate_workflow
@@ -98,6 +99,15 @@ async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[W
         raise spec_error(exc) from None
     check_runnable(result.spec)
     await check_pool(lc, result.spec, req.pool, req.priority)
+    async with lc.sessions() as session:
+        missing = await check_references(session, req.user, result.spec.tasks)
+    if missing:
+        message = (
+            missing[0]["message"]
+            if len(missing) == 1
+            else f"{len(missing)} errors in workflow spec"
+        )
+        raise InvalidSpec(message, missing)
     return result.spec, rendered.text
 
 

@@ -50,6 +50,7 @@ class Queued:
     submitted_at: float
     env_vars: dict[str, str]
     retries: dict[str, int]
+    user: str = ""
     failed_version: int = -1  # capacity version at which it last did not fit
 
     def key(self) -> tuple[int, float, int]:
@@ -189,6 +190,7 @@ class Scheduler:
                             Workflow.pk,
                             Workflow.workflow_id,
                             Workflow.env_vars,
+                            Workflow.submitted_by,
                         )
                         .join(Workflow, Group.workflow_pk == Workflow.pk)
                         .where(Group.pk.in_(chunk), Group.status == TaskStatus.SCHEDULING.value)
@@ -203,7 +205,7 @@ class Scheduler:
                     )
                 ).all():
                     retries.setdefault(g_pk, {})[t_name] = retry
-                for pk, name, pool, rank, submitted, wf_pk, wf_id, env in rows:
+                for pk, name, pool, rank, submitted, wf_pk, wf_id, env, user in rows:
                     self.queue[pk] = Queued(
                         pk,
                         wf_pk,
@@ -214,6 +216,7 @@ class Scheduler:
                         submitted,
                         dict(env or {}),
                         retries.get(pk, {}),
+                        user,
                     )
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -422,7 +425,9 @@ class Scheduler:
                         {"g": q.pk, "n": t.name, "r": retry, "node": node, "backend": backend}
                     )
                     launches.append(
-                        self.lc.launch_spec(q.workflow_id, q.env_vars, q.name, t, retry, node)
+                        await self.lc.launch_for(
+                            session, q.workflow_id, q.env_vars, q.user, q.name, t, retry, node
+                        )
                     )
                 barrier = gspec.barrier and all(v == 0 for v in q.retries.values())
                 fx.launches.append(
