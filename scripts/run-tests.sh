@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
 bash scripts/install-system-deps.sh || exit 1
+# Kubernetes test binaries (tests/k8s): built once from the Go module proxy into a cache outside
+# the repository; a cold build takes ~13 minutes on 2 cores, later runs only check the cache.
+bash scripts/k8s/build-test-binaries.sh >/dev/null || exit 1
 
 PYTEST_PID=""
 cleanup() {

@@ -100,7 +100,26 @@ def operator() -> None:
     help="File holding the bootstrap token.",
 )
 @click.option(
-    "--executor", default="local", show_default=True, type=click.Choice(["local", "simulated"])
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "simulated", "kubernetes"]),
+)
+@click.option(
+    "--namespace", default=None, help="kubernetes: the workflow namespace (default: config)."
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="kubernetes: kubeconfig file (default: in-cluster account, else $KUBECONFIG).",
+)
+@click.option(
+    "--config",
+    "executor_config",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="kubernetes: executor config YAML (pod/group templates, pools, scheduler).",
 )
 @click.option(
     "--state-dir",
@@ -160,6 +179,9 @@ def operator_start(
     gpu_type: str | None,
     node_labels: tuple[str, ...],
     node_prefix: str,
+    namespace: str | None,
+    kubeconfig: str | None,
+    executor_config: str | None,
 ) -> None:
     """Dial out to a control plane and run the tasks it admits to this backend."""
     from ..operator.connection import Refused
@@ -194,13 +216,17 @@ def operator_start(
             node_labels=labels,
             name_prefix=node_prefix,
         )
+    if executor == "kubernetes":
+        options = dict(namespace=namespace, kubeconfig=kubeconfig, config=executor_config)
     settings = Settings()
     folder = Path(state_dir) if state_dir else settings.operator_dir / backend
     click.echo(f"osmo operator: backend {backend} ({executor}) dialing {server_url}", err=True)
     try:
-        asyncio.run(
-            run_operator(server_url, backend, token, make_executor(executor, folder, **options))
-        )
+        chosen = make_executor(executor, folder, **options)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"error: {exc}") from None
+    try:
+        asyncio.run(run_operator(server_url, backend, token, chosen))
     except Refused as exc:
         raise CliError(f"error: the server refused this operator: {exc}") from None
     except KeyboardInterrupt:

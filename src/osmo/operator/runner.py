@@ -23,7 +23,13 @@ def make_executor(kind: str, state_dir: Path, **options: Any) -> Executor:
         from .executors.simulated import SimulatedExecutor
 
         return SimulatedExecutor(state_dir, **options)
-    raise ValueError(f"unknown executor {kind!r}; available: local, simulated")
+    if kind == "kubernetes":
+        from .executors.kubernetes.config import load_config
+        from .executors.kubernetes.executor import KubernetesExecutor
+
+        config = load_config(options.get("config"), namespace=options.get("namespace"))
+        return KubernetesExecutor(config, kubeconfig=options.get("kubeconfig"))
+    raise ValueError(f"unknown executor {kind!r}; available: local, simulated, kubernetes")
 
 
 class EmbeddedOperator:

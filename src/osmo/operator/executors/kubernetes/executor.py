@@ -22,6 +22,7 @@ from typing import Any
 from ....protocol import LaunchGroup, LogChunk, NodeInfo, TaskRef, TaskReport
 from ..base import Executor
 from .client import (
+    NAMESPACES,
     NODES,
     PODS,
     SECRETS,
@@ -57,6 +58,9 @@ from .status import PodOutcome, node_info, pod_outcome, user_container_name
 log = logging.getLogger(__name__)
 Key = tuple[str, str, int]
 STOPPED_EXIT_CODE = 143
+FORCE_DELETE = frozenset(
+    {"FAILED_IMAGE_PULL", "FAILED_START_TIMEOUT", "FAILED_BACKEND_ERROR", "FAILED_START_ERROR"}
+)
 LOG_LIMIT_BYTES = 8 << 20
 
 
@@ -122,6 +126,7 @@ class KubernetesExecutor(Executor):
         self.node_rv = ""
         self.relists = 0  # 410 recoveries (tests and figures)
         self._watch_interrupt = asyncio.Event()
+        self._resume_from: str | None = None
         self._synced = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -130,6 +135,12 @@ class KubernetesExecutor(Executor):
     async def start(self) -> None:
         if self.kube is None:
             self.kube = Kube(await load_api_client(self.kubeconfig))
+        # One cluster per backend name (reference §6.1): the kube-system namespace's UID.
+        try:
+            ns = await self.k.request("GET", NAMESPACES.path(None, "kube-system"))
+            self.cluster_id = f"k8s:{ns['metadata']['uid']}"
+        except ApiError as exc:
+            log.warning("cannot read the kube-system namespace (%s); no cluster id", exc)
         await self._relist_nodes()
         await self._relist_pods()
         self._synced.set()
@@ -488,7 +499,9 @@ class KubernetesExecutor(Executor):
         members = [self.tasks[k] for k in group.members if k in self.tasks]
         if members and all(m.final and m.acked for m in members):
             group.cleaning = True
-            self._spawn(self._cleanup_group(gkey), "k8s-cleanup")
+            # Pods that never ran, or whose node is gone, have no kubelet to end them gracefully.
+            force = any(m.outcome is not None and m.outcome.status in FORCE_DELETE for m in members)
+            self._spawn(self._cleanup_group(gkey, force=force), "k8s-cleanup")
 
     async def _cleanup_group(self, gkey: tuple[str, str], force: bool = False) -> None:
         group = self.groups.get(gkey)
@@ -527,8 +540,10 @@ class KubernetesExecutor(Executor):
 
     # ---- watching -------------------------------------------------------------------------
 
-    def interrupt_watch(self) -> None:
-        """Drop the current pod watch connection (it resumes from the last version seen)."""
+    def interrupt_watch(self, resume_from: str | None = None) -> None:
+        """Drop the current pod watch connection; it resumes from the last version seen, or
+        from ``resume_from`` (tests use a version the server no longer has)."""
+        self._resume_from = resume_from
         self._watch_interrupt.set()
 
     async def _relist_pods(self) -> None:
@@ -583,6 +598,8 @@ class KubernetesExecutor(Executor):
 
     async def _watch_pods_once(self) -> None:
         self._watch_interrupt.clear()
+        if self._resume_from is not None:
+            self.pod_rv, self._resume_from = self._resume_from, None
         stream = self.k.watch(PODS, self.namespace, self.pod_rv, f"{MANAGED_BY}={MANAGED_BY_VALUE}")
         interrupted = asyncio.ensure_future(self._watch_interrupt.wait())
         try:
@@ -592,7 +609,9 @@ class KubernetesExecutor(Executor):
                 done, _ = await asyncio.wait(
                     [nxt, interrupted], return_when=asyncio.FIRST_COMPLETED
                 )
-                if nxt not in done:
+                if interrupted in done:
+                    # An event read but not handled is seen again: the next watch starts
+                    # from the version before it.
                     nxt.cancel()
                     with contextlib.suppress(BaseException):
                         await nxt
