@@ -174,6 +174,41 @@ async def check_references(
     return errors
 
 
+async def check_data_access(
+    session: AsyncSession, user: str, tasks: list[TaskSpec]
+) -> list[dict[str, Any]]:
+    """Errors for object-store URLs of the spec that no DATA credential of the user covers."""
+    urls: list[tuple[str, str, str]] = []
+    for t in tasks:
+        for section, entries in (
+            ("inputs", [(x.kind, x.url) for x in t.inputs]),
+            ("outputs", [(x.kind, x.url) for x in t.outputs]),
+        ):
+            for i, (kind, url) in enumerate(entries):
+                if kind == "url" and url and url.startswith(("s3://", "gs://", "azure://")):
+                    urls.append((t.name, f"{section}[{i}].url", url))
+    if not urls:
+        return []
+    endpoints = [
+        r.endpoint for r in await list_credentials(session, user) if r.type == "DATA" and r.endpoint
+    ]
+    errors = []
+    for task, key, url in urls:
+        if not any(url == e or url.startswith(e.rstrip("/") + "/") for e in endpoints):
+            scheme_bucket = "/".join(url.split("/")[:3])
+            errors.append(
+                {
+                    "message": f"task {task!r}: no DATA credential of {user!r} covers {url}; add one with "
+                    f"'osmo credential set NAME --type DATA --payload endpoint={scheme_bucket} --payload access_key_id=... --payload access_key=...'",
+                    "task": task,
+                    "key": key,
+                    "line": None,
+                    "column": None,
+                }
+            )
+    return errors
+
+
 async def task_secrets(
     session: AsyncSession, box: SecretBox, user: str, task: TaskSpec
 ) -> TaskSecrets:

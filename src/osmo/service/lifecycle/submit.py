@@ -12,7 +12,7 @@ from ...protocol import NodeInfo
 from ...spec import SpecError, parse_rendered, render
 from ...spec.graph import order_groups
 from ...spec.model import GroupSpec, WorkflowSpec
-from ..auth.credentials import check_references
+from ..auth.credentials import check_data_access, check_references
 from ..db.models import Backend, Group, NameCounter, Task, Workflow, WorkflowLabel
 from ..errors import Conflict, InvalidSpec, NotFound, ServiceError
 from ..scheduler.validation import validate_workflow
@@ -20,7 +20,8 @@ from .engine import Lifecycle
 from .status import TaskStatus, WorkflowStatus
 
 PRIORITIES = {"HIGH": 0, "NORMAL": 1, "LOW": 2}
-SUPPORTED_URL_SCHEMES = ("file://",)
+SUPPORTED_URL_SCHEMES = ("file://", "s3://", "gs://", "azure://")
+REMOTE_URL_SCHEMES = ("s3://", "gs://", "azure://")
 
 
 @dataclass
@@ -101,6 +102,7 @@ async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[W
     await check_pool(lc, result.spec, req.pool, req.priority)
     async with lc.sessions() as session:
         missing = await check_references(session, req.user, result.spec.tasks)
+        missing += await check_data_access(session, req.user, result.spec.tasks)
     if missing:
         message = (
             missing[0]["message"]
