@@ -70,7 +70,7 @@ workflow:
     refused = platform.osmo("workflow", "submit", str(path), check=False)
     assert (
         refused.returncode == 1
-        and f"no DATA credential of" in refused.stderr
+        and "no DATA credential of" in refused.stderr
         and f"s3://{bucket}" in refused.stderr
     )
     platform.osmo(
