@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -61,21 +62,46 @@ class Cluster:
         (home / "token").write_text(self.token + "\n")
         self.http: httpx.Client | None = None
 
-    def start_server(self) -> None:
+    def start_server(self, port: int = 0) -> None:
+        """Start ``osmo server`` (on a free port, or ``port``: e.g. the old one after a crash)."""
         self.server = subprocess.Popen(
-            [OSMO, "server", "start", "--port", "0"], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [OSMO, "server", "start", "--port", str(port)], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         self.url = _wait_line(self.server, rb"serving (http://\S+)", 60).decode()
+        if self.http is not None:
+            self.http.close()
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
-    def start_operator(self, backend: str, *args: str, token_file: Path | None = None, wait: bool = True) -> subprocess.Popen[bytes]:
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def kill_server(self) -> None:
+        """SIGKILL the server (no shutdown hooks run); ``start_server(self.port)`` brings it back."""
+        assert self.server is not None
+        self.server.kill()
+        self.server.wait()
+        if self.server.stdout:
+            self.server.stdout.close()
+
+    def start_operator(
+        self,
+        backend: str,
+        *args: str,
+        token_file: Path | None = None,
+        wait: bool = True,
+        state_dir: Path | None = None,
+        key: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """``key`` (default: the backend name) names the process in ``operators``; a second
+        operator for one backend needs its own key. ``state_dir`` defaults to ``op-<backend>``."""
         proc = subprocess.Popen(
             [OSMO, "operator", "start", "--server", self.url, "--backend", backend,
              "--token-file", str(token_file or self.home / "token"),
-             "--state-dir", str(self.home / f"op-{backend}"), *args],
+             "--state-dir", str(state_dir or self.home / f"op-{backend}"), *args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-        self.operators[backend] = proc
+        self.operators[key or backend] = proc
         if wait:
             self.wait_online(backend)
         return proc
@@ -105,11 +131,15 @@ class Cluster:
 
     def stop(self) -> None:
         for backend in list(self.operators):
+            proc = self.operators[backend]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a test may have left it stopped
             self.stop_operator(backend)
         if self.http is not None:
             self.http.close()
         if self.server is not None:
             if self.server.poll() is None:
+                self.server.send_signal(signal.SIGCONT)  # a test may have left it stopped
                 self.server.send_signal(signal.SIGINT)
             try:
                 self.server.wait(30)
@@ -118,6 +148,33 @@ class Cluster:
                 self.server.wait()
             if self.server.stdout:
                 self.server.stdout.close()
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Kill whatever this cluster left running (local-executor supervisors and tasks
+        outlive their operator by design): every process with this OSMO_HOME in its environment."""
+        marker = f"OSMO_HOME={self.home}".encode()
+        for pid_dir in Path("/proc").iterdir():
+            if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+                continue
+            try:
+                environ = (pid_dir / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                with contextlib.suppress(OSError):  # a supervisor leads its task's group
+                    os.killpg(int(pid_dir.name), signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid_dir.name), signal.SIGKILL)
+
+    def osmo(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The installed ``osmo`` CLI against this server; never a traceback."""
+        env = dict(self.env, OSMO_URL=self.url)
+        result = subprocess.run([OSMO, *args], env=env, capture_output=True, text=True, timeout=timeout)
+        assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+        if check and result.returncode != 0:
+            raise AssertionError(f"osmo {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
 
     # ---- API helpers --------------------------------------------------------------------------
 
