@@ -391,7 +391,7 @@ class KubeCluster:
         base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         resources = self.get(base)["resources"]
         res = next(x for x in resources if x["kind"] == kind and "/" not in x["name"])
-        ns = namespace or obj.get("metadata", {}).get("namespace")
+        ns = obj.get("metadata", {}).get("namespace") or namespace
         if res["namespaced"]:
             return f"{base}/namespaces/{ns or 'default'}/{res['name']}"
         return f"{base}/{res['name']}"
