@@ -9,6 +9,7 @@ import click
 from .. import __version__
 from .admin import backend, register_pool_commands, register_resource_commands
 from .credential import credential
+from .data import data
 from .errors import CliError
 from .misc import login, logout, pool, resource, version
 from .platform import operator, server, standalone
@@ -42,6 +43,7 @@ for command in (
     resource,
     backend,
     credential,
+    data,
 ):
     cli.add_command(command)
 
