@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     backend_offline_after: float = 30.0
     backend_error_after: float = 600.0  # offline this long: its tasks fail with backend error
     render_timeout: float = 2.0
+    dataset_url: str = ""  # dataset bucket (content-addressed objects); default: file:// under home
+    dataset_credential: str = ""  # JSON DATA credential payload the runtime uses for that bucket
     secret_keys: str = ""  # "kid:base64key,..." for credentials at rest; default: generated file
     token_overlap_seconds: float = (
         3600.0  # old operator tokens stay valid this long after a rotation
@@ -83,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def resolved_data_url(self) -> str:
         return self.data_url or (self.home / "data").as_uri()
+
+    @property
+    def resolved_dataset_url(self) -> str:
+        return (self.dataset_url or (self.home / "datasets").as_uri()).rstrip("/")
 
     @property
     def resolved_log_dir(self) -> Path:

@@ -253,3 +253,59 @@ class OsmoClient:
     def delete_credential(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("DELETE", f"/api/credentials/{name}")
         return result
+
+    # ---- datasets -------------------------------------------------------------------------
+
+    def dataset_bucket(self) -> str:
+        return str(self._json("GET", "/api/dataset/bucket")["bucket"])
+
+    def dataset_missing(self, name: str, hashes: list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            "POST", f"/api/dataset/{name}/missing", json={"hashes": hashes}
+        )
+        return result
+
+    def dataset_commit(
+        self,
+        name: str,
+        manifest: list[Any],
+        tag: str | None,
+        metadata: dict[str, str],
+        labels: dict[str, str],
+    ) -> dict[str, Any]:
+        body = {"manifest": manifest, "tag": tag, "metadata": metadata, "labels": labels}
+        result: dict[str, Any] = self._json("POST", f"/api/dataset/{name}/version", json=body)
+        return result
+
+    def datasets(self, labels: list[str] | None = None, name: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"label": labels or []}
+        if name:
+            params["name"] = name
+        result: dict[str, Any] = self._json("GET", "/api/dataset", params=params)
+        return result
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/api/dataset/{name}")
+        return result
+
+    def dataset_manifest(self, name: str, ref: str | None) -> dict[str, Any]:
+        params = {"ref": ref} if ref else {}
+        result: dict[str, Any] = self._json("GET", f"/api/dataset/{name}/manifest", params=params)
+        return result
+
+    def dataset_tag(self, name: str, tag: str, version: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            "POST", f"/api/dataset/{name}/tag", json={"tag": tag, "version": version}
+        )
+        return result
+
+    def dataset_label(self, name: str, set_: dict[str, str], delete: list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            "POST", f"/api/dataset/{name}/label", json={"set": set_, "delete": delete}
+        )
+        return result
+
+    def dataset_delete(self, name: str, version: int | None) -> dict[str, Any]:
+        params = {"version": version} if version is not None else {}
+        result: dict[str, Any] = self._json("DELETE", f"/api/dataset/{name}", params=params)
+        return result

@@ -20,6 +20,7 @@ __all__ = [
     "PROTOCOL_MAJOR",
     "PROTOCOL_VERSION",
     "Ack",
+    "DatasetOutput",
     "Envelope",
     "Heartbeat",
     "Hello",
@@ -90,6 +91,8 @@ class TaskReport(TaskRef):
     started_at: float | None = None
     finished_at: float | None = None
     log_size: int | None = None  # bytes of log the backend holds for this task
+    # New dataset versions the task produced: {name, tag, metadata, labels, manifest, present}.
+    datasets: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ---- operator → control plane -------------------------------------------------------------
@@ -157,8 +160,20 @@ class TaskFile(_Msg):
 
 class InputSource(_Msg):
     name: str | None = None  # upstream task name, for {{input:<task>}}
-    url: str
+    url: str  # for a dataset input: its bucket
     regex: str | None = None
+    # A dataset version: [path, size, sha256] entries, fetched from the bucket by content.
+    manifest: list[list[Any]] | None = None
+
+
+class DatasetOutput(_Msg):
+    """``outputs: - dataset:``: the output folder becomes a new version of ``name``."""
+
+    name: str
+    tag: str | None = None
+    regex: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class OutputTarget(_Msg):
@@ -177,6 +192,8 @@ class TaskLaunchSpec(TaskRef):
     inputs: list[InputSource] = Field(default_factory=list)
     output_url: str | None = None
     outputs: list[OutputTarget] = Field(default_factory=list)  # user ``outputs: - url:``
+    dataset_outputs: list[DatasetOutput] = Field(default_factory=list)
+    dataset_bucket: str | None = None
     # DATA credentials (payloads) for the task's storage URLs; never logged.
     data_credentials: list[dict[str, str]] = Field(default_factory=list, repr=False)
     # Values to mask in the task's log (credential values of 8+ characters).

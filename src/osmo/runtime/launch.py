@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,8 +48,17 @@ class InputSource(_Model):
     """One entry of the task's ``inputs``: downloaded to ``input/<index>`` before the command."""
 
     name: str | None = None  # upstream task name, for {{input:<task>}}
-    url: str
+    url: str  # for a dataset input: its bucket
     regex: str | None = None
+    manifest: list[list[Any]] | None = None  # a dataset version's [path, size, sha256] entries
+
+
+class DatasetOutput(_Model):
+    name: str
+    tag: str | None = None
+    regex: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class OutputTarget(_Model):
@@ -70,6 +80,8 @@ class TaskLaunch(_Model):
     inputs: list[InputSource] = Field(default_factory=list)
     output_url: str | None = None
     outputs: list[OutputTarget] = Field(default_factory=list)
+    dataset_outputs: list[DatasetOutput] = Field(default_factory=list)
+    dataset_bucket: str | None = None
     # DATA credentials for storage URLs (credential payloads: endpoint, access_key_id, ...).
     data_credentials: list[dict[str, str]] = Field(default_factory=list, repr=False)
     barrier: bool = False

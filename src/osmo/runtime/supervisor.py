@@ -178,7 +178,9 @@ class Supervisor:
                 result = self._run_command(launch, argv, env)
                 exit_code, terminated, error = result.exit_code, result.terminated, result.error
                 if not terminated:  # a stopped task ends in phase "run", output not uploaded
-                    if launch.output_url or (launch.outputs and exit_code == 0):
+                    if launch.output_url or (
+                        (launch.outputs or launch.dataset_outputs) and exit_code == 0
+                    ):
                         phase = "upload"
                         write_state(td, "uploading", started_at=started_at)
                     if launch.output_url:
@@ -186,6 +188,7 @@ class Supervisor:
                     if exit_code == 0:  # user outputs only after success
                         for target in launch.outputs:
                             self._upload(target.url, target.regex, launch)
+                        self._upload_datasets(launch)
                     phase = "done"
             except TaskFailure as e:
                 exit_code, error = e.exit_code, str(e)
@@ -285,6 +288,9 @@ class Supervisor:
 
     def _download(self, launch: TaskLaunch) -> None:
         for i, inp in enumerate(launch.inputs):
+            if inp.manifest is not None:
+                self._download_dataset(launch, i, inp.url, inp.manifest, inp.regex)
+                continue
             try:
                 res = open_store(inp.url, *_credentials_for(launch, inp.url)).download_dir(
                     inp.url, self.td.input(i), inp.regex
@@ -294,6 +300,52 @@ class Supervisor:
                     exitcodes.DOWNLOAD_FAILED, f"download of input {i} ({inp.url}) failed: {e}"
                 ) from e
             log.info("input %d: %d files, %d bytes from %s", i, res.files, res.bytes, inp.url)
+
+    def _download_dataset(
+        self, launch: TaskLaunch, i: int, bucket: str, manifest: list[list[Any]], regex: str | None
+    ) -> None:
+        from .datasets import DatasetError, download_version
+
+        try:
+            store = open_store(bucket, *_credentials_for(launch, bucket))
+            got = download_version(store, bucket, manifest, self.td.input(i), regex)
+        except (StorageError, DatasetError, OSError) as e:
+            raise TaskFailure(
+                exitcodes.DOWNLOAD_FAILED, f"download of dataset input {i} failed: {e}"
+            ) from e
+        log.info("input %d: dataset, %d files, %d bytes", i, got.files, got.bytes)
+
+    def _upload_datasets(self, launch: TaskLaunch) -> None:
+        """New dataset versions from the output folder; recorded for the operator to report."""
+        from .datasets import DatasetError, collect, existing_objects, manifest_of, upload_objects
+
+        bucket = launch.dataset_bucket
+        if not launch.dataset_outputs or not bucket:
+            return
+        results = []
+        try:
+            store = open_store(bucket, *_credentials_for(launch, bucket))
+            for out in launch.dataset_outputs:
+                files = collect([str(self.td.output) + "/"], out.regex)
+                manifest = manifest_of(files)
+                hashes = {sha for _, _, sha in manifest}
+                have = existing_objects(store, bucket, hashes)
+                upload_objects(store, bucket, files, manifest, hashes - have)
+                results.append(
+                    {
+                        "name": out.name,
+                        "tag": out.tag,
+                        "metadata": out.metadata,
+                        "labels": out.labels,
+                        "manifest": [list(e) for e in manifest],
+                        "present": sorted(hashes),
+                    }
+                )
+        except (StorageError, DatasetError, OSError) as e:
+            raise TaskFailure(exitcodes.UPLOAD_FAILED, f"dataset output upload failed: {e}") from e
+        tmp = self.td.root / ".datasets.json.tmp"
+        tmp.write_text(json.dumps(results))
+        os.replace(tmp, self.td.root / "datasets.json")
 
     def _upload(self, url: str, regex: str | None = None, launch: TaskLaunch | None = None) -> None:
         try:

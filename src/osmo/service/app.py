@@ -12,7 +12,17 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..settings import Settings
-from .api import agent, backends, credentials, misc, pools, resources, scheduler, workflows
+from .api import (
+    agent,
+    backends,
+    credentials,
+    datasets,
+    misc,
+    pools,
+    resources,
+    scheduler,
+    workflows,
+)
 from .context import Service
 from .errors import ServiceError
 
@@ -70,6 +80,16 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
             status_code=500,
         )
 
-    for module in (misc, workflows, pools, resources, backends, credentials, scheduler, agent):
+    for module in (
+        misc,
+        workflows,
+        pools,
+        resources,
+        backends,
+        credentials,
+        datasets,
+        scheduler,
+        agent,
+    ):
         app.include_router(module.router)
     return app

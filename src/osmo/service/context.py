@@ -49,6 +49,13 @@ class Service:
         self.tokens = OperatorTokens.load(settings.operator_tokens, settings.home)
         self.secrets = SecretBox.load(settings.secret_keys, settings.home)
         self.lifecycle.secrets = self.secrets
+        self.lifecycle.dataset_bucket = settings.resolved_dataset_url
+        if settings.dataset_credential:
+            import json
+
+            payload = json.loads(settings.dataset_credential)
+            payload.setdefault("endpoint", settings.resolved_dataset_url)
+            self.lifecycle.dataset_credentials = [payload]
         self.limits = Limits(
             max_num_tasks=settings.max_num_tasks,
             max_retry_per_task=settings.max_retry_per_task,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -32,6 +33,7 @@ from ...runtime import (
     write_exit_for_lost,
     write_task,
 )
+from ...runtime.launch import DatasetOutput as RtDatasetOutput
 from .base import Executor
 
 log = logging.getLogger(__name__)
@@ -239,7 +241,14 @@ class LocalExecutor(Executor):
                 files=[
                     FileSpec(path=f.path, contents=f.contents, base64=f.base64) for f in spec.files
                 ],
-                inputs=[InputSource(name=i.name, url=i.url, regex=i.regex) for i in spec.inputs],
+                inputs=[
+                    InputSource(name=i.name, url=i.url, regex=i.regex, manifest=i.manifest)
+                    for i in spec.inputs
+                ],
+                dataset_outputs=[
+                    RtDatasetOutput.model_validate(d.model_dump()) for d in spec.dataset_outputs
+                ],
+                dataset_bucket=spec.dataset_bucket,
                 output_url=spec.output_url,
                 outputs=[OutputTarget(url=o.url, regex=o.regex) for o in spec.outputs],
                 data_credentials=spec.data_credentials,
@@ -300,8 +309,15 @@ class LocalExecutor(Executor):
                     finished_at=e.finished_at,
                 )
             code = e.exit_code
+            datasets: list[dict[str, object]] = []
+            if code == 0:
+                try:
+                    datasets = json.loads((t.path / "datasets.json").read_text())
+                except (OSError, ValueError):
+                    datasets = []
             return TaskReport(
                 **base,
+                datasets=datasets,
                 status="COMPLETED" if code == 0 else "FAILED",
                 exit_code=code,
                 message=e.error,

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -203,3 +204,57 @@ class Credential(Base):
     endpoint: Mapped[str | None] = mapped_column(String(512), nullable=True)  # DATA: which URLs
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    bucket: Mapped[str] = mapped_column(String(1024))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DatasetVersion(Base):
+    """An immutable version: its manifest lists (path, size, sha256) of every file."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_pk", "version"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_pk: Mapped[int] = mapped_column(
+        ForeignKey("datasets.pk", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    files: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[list[Any]] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(
+        String(256), nullable=True
+    )  # workflow/task that made it
+
+
+class DatasetTag(Base):
+    __tablename__ = "dataset_tags"
+
+    dataset_pk: Mapped[int] = mapped_column(
+        ForeignKey("datasets.pk", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class DatasetObject(Base):
+    """Content-addressed objects known to be in a dataset bucket (dedup across versions)."""
+
+    __tablename__ = "dataset_objects"
+
+    bucket: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ...protocol import (
+    DatasetOutput,
     InputSource,
     LaunchGroup,
     NodeInfo,
@@ -121,6 +122,8 @@ class Lifecycle:
         self.specs = SpecCache()
         self.pools = PoolCache()
         self.secrets: SecretBox | None = None  # set by the service
+        self.dataset_bucket: str | None = None  # set by the service
+        self.dataset_credentials: list[dict[str, str]] = []  # the bucket's credential, if any
         # Credential values to mask in each workflow's logs (filled as tasks launch).
         self.masks: dict[str, set[str]] = {}
         # Live node lists of connected backends (set by the service), for submit-time checks.
@@ -160,6 +163,7 @@ class Lifecycle:
         retry_id: int,
         node: str | None,
         secrets: TaskSecrets | None = None,
+        datasets: dict[int, tuple[str, list[Any]]] | None = None,
     ) -> TaskLaunchSpec:
         env = dict(task.environment)
         env.update({str(k): str(v) for k, v in (env_vars or {}).items()})
@@ -176,6 +180,9 @@ class Lifecycle:
                 )
             elif i.kind == "url" and i.url:
                 inputs.append(InputSource(name=None, url=i.url, regex=i.regex))
+            elif i.kind == "dataset" and datasets is not None and len(inputs) in datasets:
+                bucket, manifest = datasets[len(inputs)]
+                inputs.append(InputSource(name=None, url=bucket, regex=i.regex, manifest=manifest))
         files = [
             TaskFile(path=f.path, contents=f.contents or "", base64=f.base64) for f in task.files
         ]
@@ -203,7 +210,19 @@ class Lifecycle:
             gpu=task.resources.gpu,
             memory_bytes=task.resources.memory_bytes,
             node=node,
-            data_credentials=secrets.data if secrets else [],
+            dataset_outputs=[
+                DatasetOutput(
+                    name=o.dataset.name,
+                    tag=o.dataset.version,
+                    regex=o.regex or o.dataset.regex,
+                    metadata=o.dataset.metadata,
+                    labels=o.dataset.labels,
+                )
+                for o in task.outputs
+                if o.kind == "dataset" and o.dataset is not None
+            ],
+            dataset_bucket=self.dataset_bucket,
+            data_credentials=(secrets.data if secrets else []) + self.dataset_credentials,
             mask=sorted(secrets.mask) if secrets else [],
         )
 
@@ -250,7 +269,16 @@ class Lifecycle:
             secrets = await task_secrets(session, self.secrets, user, task)
             if secrets.mask:
                 self.masks.setdefault(workflow_id, set()).update(secrets.mask)
-        return self.launch_spec(workflow_id, env_vars, group, task, retry_id, node, secrets)
+        datasets: dict[int, tuple[str, list[Any]]] = {}
+        for idx, i in enumerate(task.inputs):
+            if i.kind == "dataset" and i.dataset is not None:
+                from .datasets import resolve_version
+
+                ds, version = await resolve_version(session, i.dataset.name, i.dataset.version)
+                datasets[idx] = (ds.bucket, list(version.manifest))
+        return self.launch_spec(
+            workflow_id, env_vars, group, task, retry_id, node, secrets, datasets
+        )
 
     # ---- reports from backends ------------------------------------------------------------
 
@@ -353,6 +381,8 @@ class Lifecycle:
                     task.retry_id,
                 )
             return
+        if status == TaskStatus.COMPLETED and report.datasets:
+            await self._record_datasets(session, wf, task, report.datasets)
         if task.started_at is None and report.started_at:
             task.started_at = report.started_at  # it ran, even if RUNNING was never reported
         await self.finish_task(
@@ -366,6 +396,46 @@ class Lifecycle:
             report.message,
             report.finished_at,
         )
+
+    async def _record_datasets(
+        self, session: AsyncSession, wf: Workflow, task: Task, produced: list[dict[str, Any]]
+    ) -> None:
+        """New dataset versions a completed task produced (its output folder, uploaded)."""
+        from .datasets import check_manifest, create_version
+
+        for d in produced:
+            try:
+                manifest = check_manifest(d.get("manifest", []))
+                v = await create_version(
+                    session,
+                    name=str(d["name"]),
+                    bucket=self.dataset_bucket or "",
+                    user=wf.submitted_by,
+                    manifest=manifest,
+                    tag=d.get("tag"),
+                    metadata=d.get("metadata") or {},
+                    labels=d.get("labels") or {},
+                    source=f"{wf.workflow_id}/{task.name}",
+                    present=set(d.get("present") or []),
+                )
+                self.event(
+                    session,
+                    wf,
+                    f"task {task.name} created dataset {d['name']} version {v.version}",
+                    task.name,
+                    task.retry_id,
+                )
+            except Exception as exc:
+                log.warning(
+                    "dataset output of %s/%s not recorded: %s", wf.workflow_id, task.name, exc
+                )
+                self.event(
+                    session,
+                    wf,
+                    f"task {task.name}: dataset output {d.get('name')} not recorded: {exc}",
+                    task.name,
+                    task.retry_id,
+                )
 
     async def finish_task(
         self,

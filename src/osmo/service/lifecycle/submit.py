@@ -73,9 +73,6 @@ def check_runnable(spec: WorkflowSpec) -> None:
             if kind == "url" and url and not url.startswith(SUPPORTED_URL_SCHEMES):
                 msg = f"{section[:-1]} url {url!r}: storage scheme not supported (supported: {supported})"
                 errors.append(_unsupported(task.name, key, msg))
-            elif kind == "dataset":
-                msg = f"dataset {section} need a dataset bucket, and none is configured on this server"
-                errors.append(_unsupported(task.name, key, msg))
         for idx, f in enumerate(task.files):
             if f.localpath is not None:
                 msg = f"file {f.path!r} uses localpath {f.localpath!r}; the client must inline it"
@@ -103,6 +100,7 @@ async def validate(lc: Lifecycle, req: SubmitRequest, limits: Limits) -> tuple[W
     async with lc.sessions() as session:
         missing = await check_references(session, req.user, result.spec.tasks)
         missing += await check_data_access(session, req.user, result.spec.tasks)
+        missing += await check_datasets(session, result.spec.tasks)
     if missing:
         message = (
             missing[0]["message"]
@@ -133,6 +131,30 @@ async def check_pool(lc: Lifecycle, spec: WorkflowSpec, pool_name: str, priority
             errors[0]["message"] if len(errors) == 1 else f"{len(errors)} errors in workflow spec"
         )
         raise InvalidSpec(message, errors)
+
+
+async def check_datasets(session: Any, tasks: list[Any]) -> list[dict[str, Any]]:
+    """Input datasets (and their version or tag) must exist; output names must be valid."""
+    from .datasets import NAME_RE, resolve_version
+
+    errors = []
+    for t in tasks:
+        for idx, i in enumerate(t.inputs):
+            if i.kind == "dataset" and i.dataset is not None:
+                try:
+                    await resolve_version(session, i.dataset.name, i.dataset.version)
+                except ServiceError as exc:
+                    errors.append(_unsupported(t.name, f"inputs[{idx}].dataset", exc.message))
+        for idx, o in enumerate(t.outputs):
+            if o.kind == "dataset" and o.dataset is not None and not NAME_RE.match(o.dataset.name):
+                errors.append(
+                    _unsupported(
+                        t.name,
+                        f"outputs[{idx}].dataset",
+                        f"invalid dataset name {o.dataset.name!r}",
+                    )
+                )
+    return errors
 
 
 async def _next_seq(session: Any, name: str) -> int:
