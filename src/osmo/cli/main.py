@@ -10,6 +10,7 @@ from .. import __version__
 from .admin import backend, register_pool_commands, register_resource_commands
 from .credential import credential
 from .data import data
+from .dataset import dataset
 from .errors import CliError
 from .misc import login, logout, pool, resource, version
 from .platform import operator, server, standalone
@@ -44,6 +45,7 @@ for command in (
     backend,
     credential,
     data,
+    dataset,
 ):
     cli.add_command(command)
 
