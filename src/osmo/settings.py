@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     port: int = 8080
     database_url: str = ""  # default: SQLite under home
     data_url: str = ""  # workflow data store (task outputs); default: file:// under home
-    log_dir: str = ""  # archived task logs; default: folder under home
+    log_dir: str = ""  # task logs as they stream in (and a cache of archived ones)
+    log_url: str = ""  # workflow_log: storage URL logs are archived to when tasks end
+    data_credential: str = ""  # JSON DATA credential payload for data_url (an object store)
+    log_credential: str = ""  # JSON DATA credential payload for log_url
     operator_tokens: str = ""  # comma-separated bootstrap tokens accepted from operators
     user: str = ""  # identity of the embedded local admin; default: the OS user
     max_num_tasks: int = 10_000

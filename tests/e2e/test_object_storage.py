@@ -142,3 +142,55 @@ def test_wrong_data_credentials_fail_the_task_with_a_data_exit_code(
     wf = platform.wait(platform.submit(path), timeout=120)
     t = task(wf, "t")
     assert wf["status"] == "FAILED" and t["exit_code"] in (2010, 2013, 2014), t
+
+
+def test_workflow_data_and_logs_in_a_bucket(fresh_platform: Platform, tmp_path: Path) -> None:
+    """workflow_data and workflow_log on S3: task-to-task data and archived logs live in the
+    bucket, so logs survive the server's local folder being wiped."""
+    import json as _json
+    import shutil
+
+    endpoint, key_id, secret = _s3()
+    bucket = f"osmo-store-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket=bucket)
+    cred = _json.dumps(
+        {
+            "access_key_id": key_id,
+            "access_key": secret,
+            "override_url": endpoint,
+            "addressing_style": "path",
+        }
+    )
+    p = fresh_platform
+    p.extra_env.update(
+        OSMO_DATA_URL=f"s3://{bucket}/data",
+        OSMO_DATA_CREDENTIAL=cred,
+        OSMO_LOG_URL=f"s3://{bucket}/logs",
+        OSMO_LOG_CREDENTIAL=cred,
+    )
+    p.start()
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "workflow:\n  name: bucketed\n  tasks:\n"
+        "  - {name: a, image: x, command: [sh, -c, 'echo from-a > {{output}}/v; echo log-of-a']}\n"
+        "  - {name: b, image: x, command: [sh, -c, 'cat {{input:0}}/v'], inputs: [{task: a}]}\n"
+    )
+    wf_id = p.submit(path)
+    assert p.wait(wf_id, timeout=120)["status"] == "COMPLETED"
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"data/{wf_id}/a/v" in keys
+    assert {f"logs/{wf_id}/a.0.log", f"logs/{wf_id}/b.0.log"} <= keys
+    assert p.logs(wf_id, "--task", "b").strip() == "from-a"
+    # Lose the server's local log folder: the archive still serves the logs.
+    p.stop()
+    shutil.rmtree(p.home / "logs")
+    p.start()
+    assert "log-of-a" in p.logs(wf_id, "--task", "a")
+    assert p.logs(wf_id, "--task", "b").strip() == "from-a"

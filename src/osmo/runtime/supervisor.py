@@ -184,7 +184,7 @@ class Supervisor:
                         phase = "upload"
                         write_state(td, "uploading", started_at=started_at)
                     if launch.output_url:
-                        self._upload(launch.output_url)
+                        self._upload(launch.output_url, None, launch)
                     if exit_code == 0:  # user outputs only after success
                         for target in launch.outputs:
                             self._upload(target.url, target.regex, launch)

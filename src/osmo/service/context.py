@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from typing import Any
 
 from sqlalchemy import select
 
@@ -32,13 +33,30 @@ LOCAL_BACKEND = "local"
 DEFAULT_EXIT_ACTIONS = {"RESCHEDULE": "3001"}
 
 
+def _credential(payload: str, endpoint: str) -> dict[str, Any] | None:
+    """A server-side DATA credential from settings (JSON), scoped to the store it is for."""
+    if not payload.strip():
+        return None
+    import json
+
+    data = json.loads(payload)
+    if not isinstance(data, dict):
+        raise ValueError("credential settings must be a JSON object")
+    data.setdefault("endpoint", endpoint)
+    return {str(k): str(v) for k, v in data.items()}
+
+
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.engine = create_engine(settings.resolved_database_url)
         self.sessions = sessionmaker(self.engine)
         self.hub = OperatorHub(offline_after=settings.backend_offline_after)
-        self.logs = LogStore(settings.resolved_log_dir)
+        self.logs = LogStore(
+            settings.resolved_log_dir,
+            settings.log_url,
+            _credential(settings.log_credential, settings.log_url),
+        )
         self.lifecycle = Lifecycle(self.sessions, settings.resolved_data_url, self._dispatch)
         self.scheduler = Scheduler(self.lifecycle, self.hub.is_online)
         self.lifecycle.nodes_of = lambda backend: (
@@ -50,6 +68,9 @@ class Service:
         self.secrets = SecretBox.load(settings.secret_keys, settings.home)
         self.lifecycle.secrets = self.secrets
         self.lifecycle.dataset_bucket = settings.resolved_dataset_url
+        data_cred = _credential(settings.data_credential, settings.resolved_data_url)
+        if data_cred:
+            self.lifecycle.store_credentials.append(data_cred)
         if settings.dataset_credential:
             import json
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,51 @@ def _plain(name: str) -> bool:
 
 
 class LogStore:
-    def __init__(self, root: Path):
+    """Logs spool to local files as they stream in; with an ``archive_url`` (workflow_log) each
+    task's log is copied there when the task ends and read back from there when the local copy
+    is gone (another replica, a cleaned disk)."""
+
+    def __init__(
+        self, root: Path, archive_url: str = "", archive_credential: dict[str, Any] | None = None
+    ):
         self.root = root
+        self.archive_url = archive_url.rstrip("/")
+        self._credential = archive_credential
         self._sizes: dict[Path, int] = {}
         self._changed = asyncio.Condition()
+
+    def _store(self) -> Any:
+        from ..storage import open_store
+        from ..storage.credentials import Credentials
+
+        if self._credential:
+            fields = {k: v for k, v in self._credential.items() if k in Credentials.model_fields}
+            return open_store(self.archive_url, Credentials.model_validate(fields))
+        return open_store(self.archive_url)
+
+    def archive_key(self, workflow_id: str, task: str, retry_id: int) -> str:
+        return f"{self.archive_url}/{workflow_id}/{task}.{retry_id}.log"
+
+    def archive(self, workflow_id: str, task: str, retry_id: int) -> None:
+        """Copy a finished task's log to the archive (blocking; run it in a thread)."""
+        if not self.archive_url or not (_plain(workflow_id) and _plain(task)):
+            return
+        p = self.path(workflow_id, task, retry_id)
+        data = p.read_bytes() if p.exists() else b""
+        self._store().write_bytes(self.archive_key(workflow_id, task, retry_id), data)
+
+    def _ensure_local(self, p: Path, workflow_id: str, task: str, retry_id: int) -> None:
+        if p.exists() or not self.archive_url:
+            return
+        try:
+            data = self._store().read_bytes(self.archive_key(workflow_id, task, retry_id))
+        except Exception:  # not archived (yet): nothing to show
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".fetch")
+        tmp.write_bytes(data)
+        tmp.replace(p)
+        self._sizes.pop(p, None)
 
     def path(self, workflow_id: str, task: str, retry_id: int) -> Path:
         return self.root / workflow_id / f"{task}.{retry_id}.log"
@@ -34,6 +76,7 @@ class LogStore:
             return 0
         p = self.path(workflow_id, task, retry_id)
         if p not in self._sizes:
+            self._ensure_local(p, workflow_id, task, retry_id)
             try:
                 self._sizes[p] = p.stat().st_size
             except FileNotFoundError:
@@ -72,7 +115,10 @@ class LogStore:
                 await asyncio.wait_for(self._changed.wait(), timeout)
 
     def read(self, workflow_id: str, task: str, retry_id: int, offset: int = 0) -> bytes:
+        if not (_plain(workflow_id) and _plain(task)):
+            return b""
         p = self.path(workflow_id, task, retry_id)
+        self._ensure_local(p, workflow_id, task, retry_id)
         try:
             with open(p, "rb") as f:
                 f.seek(offset)

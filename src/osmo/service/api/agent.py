@@ -172,6 +172,13 @@ async def _handle(service: Service, backend: str, env: Envelope) -> None:
     if env.type == "task_status":
         batch = TaskStatusBatch.model_validate(body)
         await service.lifecycle.apply_reports(backend, batch.reports)
+        if service.logs.archive_url:
+            for r in batch.reports:
+                if r.status not in ("INITIALIZING", "RUNNING"):
+                    # The backend sends a task's whole log before its final status.
+                    asyncio.get_running_loop().run_in_executor(
+                        None, service.logs.archive, r.workflow_id, r.task, r.retry_id
+                    )
     elif env.type == "log":
         chunk = LogChunk.model_validate(body)
         data = chunk.data.encode("utf-8", "surrogateescape")

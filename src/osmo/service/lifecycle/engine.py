@@ -124,6 +124,8 @@ class Lifecycle:
         self.secrets: SecretBox | None = None  # set by the service
         self.dataset_bucket: str | None = None  # set by the service
         self.dataset_credentials: list[dict[str, str]] = []  # the bucket's credential, if any
+        # Credentials of the server's own stores (workflow_data) that every task needs.
+        self.store_credentials: list[dict[str, str]] = []
         # Credential values to mask in each workflow's logs (filled as tasks launch).
         self.masks: dict[str, set[str]] = {}
         # Live node lists of connected backends (set by the service), for submit-time checks.
@@ -222,7 +224,9 @@ class Lifecycle:
                 if o.kind == "dataset" and o.dataset is not None
             ],
             dataset_bucket=self.dataset_bucket,
-            data_credentials=(secrets.data if secrets else []) + self.dataset_credentials,
+            data_credentials=(secrets.data if secrets else [])
+            + self.dataset_credentials
+            + self.store_credentials,
             mask=sorted(secrets.mask) if secrets else [],
         )
 
