@@ -27,7 +27,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.stop()
 
 
-def gpu_pool(backend: str, guarantee: int = -1, maximum: int = -1, weight: float = 1.0, **extra: object) -> dict[str, object]:
+def gpu_pool(
+    backend: str, guarantee: int = -1, maximum: int = -1, weight: float = 1.0, **extra: object
+) -> dict[str, object]:
     return {
         "backend": backend,
         "resources": {"gpu": {"guarantee": guarantee, "maximum": maximum, "weight": weight}},
@@ -36,8 +38,12 @@ def gpu_pool(backend: str, guarantee: int = -1, maximum: int = -1, weight: float
 
 
 def test_two_backends_run_their_pools_concurrently(cluster: Cluster) -> None:
-    cluster.start_operator("east", "--executor", "simulated", "--nodes", "2", "--node-prefix", "east")
-    cluster.start_operator("west", "--executor", "simulated", "--nodes", "2", "--node-prefix", "west")
+    cluster.start_operator(
+        "east", "--executor", "simulated", "--nodes", "2", "--node-prefix", "east"
+    )
+    cluster.start_operator(
+        "west", "--executor", "simulated", "--nodes", "2", "--node-prefix", "west"
+    )
     cluster.put_pool("pool-east", {"backend": "east"})
     cluster.put_pool("pool-west", {"backend": "west"})
     a = cluster.submit(sim_workflow("a", n=3, duration=1.5), pool="pool-east")
@@ -87,7 +93,10 @@ def test_priority_orders_waiting_work(cluster: Cluster) -> None:
     low = cluster.submit(sim_workflow("low", gpu=4, duration=1), priority="LOW")
     high = cluster.submit(sim_workflow("high", gpu=4, duration=1), priority="HIGH")
     order = sorted(
-        ((tasks(cluster.wait(w, timeout=40))["t0"]["started_at"], name) for w, name in ((normal, "normal"), (low, "low"), (high, "high")))
+        (
+            (tasks(cluster.wait(w, timeout=40))["t0"]["started_at"], name)
+            for w, name in ((normal, "normal"), (low, "low"), (high, "high"))
+        )
     )
     assert [name for _, name in order] == ["high", "normal", "low"]
 
@@ -99,10 +108,17 @@ def test_guarantee_borrowing_and_preemption(cluster: Cluster) -> None:
         "team-b", gpu_pool("local", guarantee=8, default_exit_actions={"RESCHEDULE": "3006"})
     )
     # NORMAL work beyond the guarantee is refused at submit, with the way out.
-    refused = cluster.submit(sim_workflow("greedy", n=3, gpu=4, group=True), pool="team-a", expect=400)
+    refused = cluster.submit(
+        sim_workflow("greedy", n=3, gpu=4, group=True), pool="team-a", expect=400
+    )
     assert "guarantees" in refused["message"] and "LOW" in refused["message"]
     # LOW work of team-b borrows every GPU (16 > its guarantee of 8).
-    borrowers = [cluster.submit(sim_workflow(f"borrow{i}", gpu=4, duration=60), pool="team-b", priority="LOW") for i in range(4)]
+    borrowers = [
+        cluster.submit(
+            sim_workflow(f"borrow{i}", gpu=4, duration=60), pool="team-b", priority="LOW"
+        )
+        for i in range(4)
+    ]
     for w in borrowers:
         cluster.wait_tasks(w, "RUNNING")
     pools = {p["name"]: p for p in cluster.get("/api/pool")["pools"]}
@@ -144,8 +160,14 @@ def test_fair_share_by_weight_for_borrowed_gpus(cluster: Cluster) -> None:
     # Queue both pools' LOW work while the backend is busy, then free it all at once.
     hog = cluster.submit(sim_workflow("hog", n=2, gpu=8, duration=2, group=True), pool="default")
     cluster.wait_tasks(hog, "RUNNING")
-    light = [cluster.submit(sim_workflow(f"l{i}", gpu=1, duration=60), pool="light", priority="LOW") for i in range(16)]
-    heavy = [cluster.submit(sim_workflow(f"h{i}", gpu=1, duration=60), pool="heavy", priority="LOW") for i in range(16)]
+    light = [
+        cluster.submit(sim_workflow(f"l{i}", gpu=1, duration=60), pool="light", priority="LOW")
+        for i in range(16)
+    ]
+    heavy = [
+        cluster.submit(sim_workflow(f"h{i}", gpu=1, duration=60), pool="heavy", priority="LOW")
+        for i in range(16)
+    ]
     cluster.wait(hog)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -161,7 +183,9 @@ def test_queue_timeout_while_waiting(cluster: Cluster) -> None:
     cluster.start_operator("local", "--executor", "simulated", "--nodes", "1", "--node-gpus", "1")
     hog = cluster.submit(sim_workflow("hog", gpu=1, duration=30))
     cluster.wait_tasks(hog, "RUNNING")
-    text = sim_workflow("waits", gpu=1).replace("workflow:\n", "workflow:\n  timeout: {queue_timeout: 1s}\n", 1)
+    text = sim_workflow("waits", gpu=1).replace(
+        "workflow:\n", "workflow:\n  timeout: {queue_timeout: 1s}\n", 1
+    )
     w = cluster.submit(text)
     started = time.monotonic()
     wf = cluster.wait(w, timeout=20)
@@ -170,7 +194,17 @@ def test_queue_timeout_while_waiting(cluster: Cluster) -> None:
 
 
 def test_submit_checks_platforms_permissions_and_per_node_fit(cluster: Cluster) -> None:
-    cluster.start_operator("local", "--executor", "simulated", "--nodes", "3", "--node-gpus", "8", "--node-label", "kind=dgx")
+    cluster.start_operator(
+        "local",
+        "--executor",
+        "simulated",
+        "--nodes",
+        "3",
+        "--node-gpus",
+        "8",
+        "--node-label",
+        "kind=dgx",
+    )
     cluster.put_pool(
         "p",
         {
@@ -181,15 +215,26 @@ def test_submit_checks_platforms_permissions_and_per_node_fit(cluster: Cluster) 
                 "jetson": {"node_labels": {"kind": "jetson"}},
             },
             "common_resource_validations": [
-                {"operator": "LE", "left_operand": "USER_CPU", "right_operand": "6", "assert_message": "at most 6 CPUs per task"}
+                {
+                    "operator": "LE",
+                    "left_operand": "USER_CPU",
+                    "right_operand": "6",
+                    "assert_message": "at most 6 CPUs per task",
+                }
             ],
         },
     )
     bad = cluster.submit(sim_workflow("toobig", gpu=16), pool="p", expect=400)
-    assert "fits no node of platform 'dgx'" in bad["message"] and "needs 16 GPUs, has 8" in bad["message"]
+    assert (
+        "fits no node of platform 'dgx'" in bad["message"]
+        and "needs 16 GPUs, has 8" in bad["message"]
+    )
     assert "sim-node-00000" in bad["message"]
     unknown = cluster.submit(sim_workflow("nope", platform="tpu"), pool="p", expect=400)
-    assert "platform 'tpu' is not in pool 'p'" in unknown["message"] and "dgx, jetson" in unknown["message"]
+    assert (
+        "platform 'tpu' is not in pool 'p'" in unknown["message"]
+        and "dgx, jetson" in unknown["message"]
+    )
     none = cluster.submit(sim_workflow("edge", platform="jetson"), pool="p", expect=400)
     assert "no node of the backend" in none["message"]
     priv = "workflow:\n  name: priv\n  tasks:\n  - {name: a, image: x, command: [x], privileged: true, volumeMounts: [/etc]}\n"
@@ -203,8 +248,71 @@ def test_submit_checks_platforms_permissions_and_per_node_fit(cluster: Cluster) 
     assert cluster.wait(ok)["status"] == "COMPLETED"
     cluster.put_pool("p", {"backend": "local", "enable_maintenance": True})
     assert "maintenance" in cluster.submit(sim_workflow("later"), pool="p", expect=409)["message"]
-    assert [p["status"] for p in cluster.get("/api/pool")["pools"] if p["name"] == "p"] == ["MAINTENANCE"]
+    assert [p["status"] for p in cluster.get("/api/pool")["pools"] if p["name"] == "p"] == [
+        "MAINTENANCE"
+    ]
 
 
 def tasks_all(wf: dict[str, object]) -> list[dict[str, object]]:
     return [t for g in wf["groups"] for t in g["tasks"]]  # type: ignore[index,union-attr]
+
+
+def test_heterogeneous_gang_spans_platforms(cluster: Cluster) -> None:
+    """One group, a GPU trainer on a DGX node and a robot stack on a Jetson, admitted together."""
+    cluster.start_operator(
+        "local",
+        "--executor",
+        "simulated",
+        "--nodes",
+        "2",
+        "--node-gpus",
+        "8",
+        "--node-prefix",
+        "dgx",
+        "--node-label",
+        "kind=dgx",
+        "--node-group",
+        "count=3,gpus=1,cpus=6,memory=8Gi,prefix=jetson,label.kind=jetson,gpu_type=orin",
+    )
+    cluster.put_pool(
+        "hil",
+        {
+            "backend": "local",
+            "default_platform": "dgx",
+            "platforms": {
+                "dgx": {"node_labels": {"kind": "dgx"}},
+                "jetson": {"node_labels": {"kind": "jetson"}},
+            },
+        },
+    )
+    text = """
+workflow:
+  name: hil
+  resources:
+    train: {gpu: 8, platform: dgx}
+    robot: {gpu: 1, cpu: 4, platform: jetson}
+  groups:
+  - name: loop
+    tasks:
+    - {name: trainer, lead: true, image: x, command: [x], resource: train, environment: {OSMO_SIM_DURATION: "0.5"}}
+    - {name: robot-a, image: x, command: [x], resource: robot}
+    - {name: robot-b, image: x, command: [x], resource: robot}
+"""
+    wf = cluster.wait(cluster.submit(text, pool="hil"))
+    assert wf["status"] == "COMPLETED"
+    nodes = {name: t["node"] for name, t in tasks(wf).items()}
+    assert nodes["trainer"].startswith("dgx-")
+    assert nodes["robot-a"].startswith("jetson-") and nodes["robot-b"].startswith("jetson-")
+    assert nodes["robot-a"] != nodes["robot-b"]  # 1 GPU each, one per Jetson
+    # A robot asking for more than any Jetson has is refused with per-node reasons.
+    too_big = text.replace(
+        "{gpu: 1, cpu: 4, platform: jetson}", "{gpu: 2, cpu: 4, platform: jetson}"
+    )
+    refused = cluster.submit(too_big, pool="hil", expect=400)
+    messages = [e["message"] for e in refused["errors"]]
+    assert len(messages) == 2  # both robots, each with its reasons
+    assert all(
+        "fits no node of platform 'jetson'" in m and "needs 2 GPUs, has 1" in m for m in messages
+    )
+    info = cluster.get("/api/resources/jetson-00000")
+    assert info["gpu_type"] == "orin" and info["platforms"] == ["hil/jetson"]

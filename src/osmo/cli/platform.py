@@ -83,6 +83,39 @@ def server_start(host: str | None, port: int | None) -> None:
         asyncio.run(serve(settings, sock, on_started=started))
 
 
+def _node_group(spec: str) -> dict[str, Any]:
+    from ..spec.units import UnitError, parse_size
+
+    group: dict[str, Any] = {"labels": {}}
+    for item in spec.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep or not key:
+            raise CliError(f"error: --node-group expects KEY=VALUE items, got {item!r}")
+        if key.startswith("label."):
+            group["labels"][key[len("label.") :]] = value
+        elif key in ("count", "gpus"):
+            if not value.isdigit():
+                raise CliError(f"error: --node-group {key} must be a whole number, got {value!r}")
+            group[key] = int(value)
+        elif key == "cpus":
+            try:
+                group[key] = float(value)
+            except ValueError:
+                raise CliError(
+                    f"error: --node-group cpus must be a number, got {value!r}"
+                ) from None
+        elif key == "memory":
+            try:
+                group[key] = parse_size(value)
+            except UnitError as exc:
+                raise CliError(f"error: --node-group memory: {exc}") from None
+        elif key in ("prefix", "gpu_type"):
+            group[key] = value
+        else:
+            raise CliError(f"error: --node-group: unknown key {key!r}")
+    return group
+
+
 @click.group()
 def operator() -> None:
     """Backend operators: connect compute to a control plane."""
@@ -166,6 +199,13 @@ def operator() -> None:
 @click.option(
     "--node-prefix", default="sim-node", show_default=True, help="simulated: node name prefix."
 )
+@click.option(
+    "--node-group",
+    "node_groups",
+    multiple=True,
+    metavar="SPEC",
+    help="simulated: extra nodes, e.g. count=2,gpus=1,cpus=6,memory=8Gi,prefix=jetson,label.kind=jetson",
+)
 def operator_start(
     server_url: str,
     backend: str,
@@ -179,6 +219,7 @@ def operator_start(
     gpu_type: str | None,
     node_labels: tuple[str, ...],
     node_prefix: str,
+    node_groups: tuple[str, ...],
     namespace: str | None,
     kubeconfig: str | None,
     executor_config: str | None,
@@ -215,6 +256,7 @@ def operator_start(
             gpu_type=gpu_type,
             node_labels=labels,
             name_prefix=node_prefix,
+            node_groups=[_node_group(spec) for spec in node_groups],
         )
     if executor == "kubernetes":
         options = dict(namespace=namespace, kubeconfig=kubeconfig, config=executor_config)

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ...protocol import LaunchGroup, NodeInfo, TaskRef, TaskReport
 from .base import Executor
@@ -50,6 +51,7 @@ class SimulatedExecutor(Executor):
         gpu_type: str | None = None,
         node_labels: dict[str, str] | None = None,
         name_prefix: str = "sim-node",
+        node_groups: list[dict[str, Any]] | None = None,
     ):
         super().__init__()
         self.state_dir = state_dir
@@ -67,6 +69,23 @@ class SimulatedExecutor(Executor):
             )
             for i in range(nodes)
         ]
+        # Extra groups of different nodes (heterogeneous backends: GPU boxes beside Jetsons).
+        for g in node_groups or []:
+            prefix = str(g.get("prefix", "sim-group"))
+            for i in range(int(g.get("count", 1))):
+                gpus = int(g.get("gpus", 0))
+                self._nodes.append(
+                    NodeInfo(
+                        name=f"{prefix}-{i:05d}",
+                        cpus=float(g.get("cpus", node_cpus)),
+                        memory_bytes=int(g.get("memory", node_memory)),
+                        gpus=gpus,
+                        gpu_type=g.get("gpu_type") if gpus else None,
+                        storage_bytes=100 * GIB,
+                        labels={"osmo.io/executor": "simulated", **dict(g.get("labels", {}))},
+                        available=True,
+                    )
+                )
         self.cluster_id = self._cluster_id()
 
     def _cluster_id(self) -> str:
