@@ -22,8 +22,9 @@ from osmo.storage import (
 )
 
 MiB = 1024 * 1024
-# Small multipart settings so that "large" files are quick: 5 MiB parts above 6 MiB.
-MP = {"multipart_threshold": 6 * MiB, "part_size": 5 * MiB}
+# Small multipart settings so that "large" files are quick: 5 MiB parts (and ranges) above
+# 6 MiB.
+MP = {"multipart_threshold": 6 * MiB, "part_size": 5 * MiB, "range_size": 5 * MiB}
 
 
 def _blob(n: int, seed: int = 0) -> bytes:
@@ -68,6 +69,10 @@ def test_multipart_round_trip_and_checksums(remote: Remote, tmp_path: Path) -> N
     res = store.download(remote.url("mp"), dl, TransferOptions(**MP))
     assert (res.files, res.parts_sent) == (2, parts)
     assert (dl / "big.bin").read_bytes() == big
+    # ranges spanning several parts: each part's MD5 still checks against the ETag
+    wide = {"multipart_threshold": 6 * MiB, "part_size": 5 * MiB, "range_size": 32 * MiB}
+    res = store.download(remote.url("mp/big.bin"), tmp_path / "dl2", TransferOptions(**wide))
+    assert res.files == 1 and (tmp_path / "dl2" / "big.bin").read_bytes() == big
 
 
 def test_regex_filters_upload_download_list_delete(remote: Remote, tmp_path: Path) -> None:

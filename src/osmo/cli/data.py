@@ -150,7 +150,7 @@ def _transfer_options(func: Any) -> Any:
         "--threads",
         "-T",
         type=int,
-        default=32,
+        default=64,
         show_default=True,
         help="Requests in flight at once (files and parts).",
     )(func)

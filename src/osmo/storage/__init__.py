@@ -75,7 +75,7 @@ __all__ = [
 _KNOWN_LATER = ("tos", "swift")
 
 
-def open_store(url: str, credentials: Credentials | None = None, *, threads: int = 32) -> Store:
+def open_store(url: str, credentials: Credentials | None = None, *, threads: int = 64) -> Store:
     """The store for ``url``'s scheme. Remote schemes use ``credentials``, or when ``None`` the
     one ``resolve_credentials(url)`` finds (local client config, then the environment)."""
     scheme = scheme_of(url)

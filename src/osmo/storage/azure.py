@@ -59,7 +59,7 @@ def _parse_block_id(block_id: str) -> tuple[int, str] | None:
 
 
 class AzureBackend(Backend):
-    def __init__(self, url: StorageURL, creds: Credentials | None, threads: int = 32):
+    def __init__(self, url: StorageURL, creds: Credentials | None, threads: int = 64):
         if creds is None or not (
             creds.azure_connection_string or creds.access_key or creds.default_chain
         ):

@@ -120,11 +120,12 @@ class TransferOptions:
     ``processes`` splits the file list over that many worker processes."""
 
     regex: str | None = None
-    threads: int = 32
+    threads: int = 64
     processes: int = 1
     resume: bool = False
     part_size: int | None = None
     multipart_threshold: int = 64 * 1024 * 1024
+    range_size: int = 32 * 1024 * 1024  # bytes per ranged GET of a large object
     retries: int = 5
     retry_backoff: float = 0.2
     progress: ProgressCallback | None = None

@@ -425,20 +425,26 @@ class Engine:
     async def _download_large(self, obj: RemoteObject, dest: Path) -> None:
         what = f"download of {self.b.describe(obj.key)}"
         nparts_etag = multipart_etag_parts(obj.etag)
-        chunk = part_size_for(obj.size, self.o.part_size)
-        if nparts_etag and (obj.size + chunk - 1) // chunk != nparts_etag:
-            chunk = part_size_for(obj.size, None)
-        nchunks = (obj.size + chunk - 1) // chunk
+        # ``part``: the upload's part size when it can be inferred (an S3 multipart ETag is the
+        # MD5 of the parts' MD5s), so every part's MD5 can be taken from the ranges read.
+        # ``span``: bytes per ranged request, a multiple of ``part``.
+        part = part_size_for(obj.size, self.o.part_size)
+        if nparts_etag and (obj.size + part - 1) // part != nparts_etag:
+            part = part_size_for(obj.size, None)
+        nparts = (obj.size + part - 1) // part
+        per = max(1, self.o.range_size // part)
+        span = part * per
+        nspans = (obj.size + span - 1) // span
         partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
         jpath = dest.with_name(dest.name + PARTIAL_SUFFIX + ".json")
-        done: dict[int, str] = {}
+        done: dict[int, str] = {}  # part number -> MD5 hex, for parts on disk
         if self.o.resume and partial.exists():
             j = self._read_journal(jpath)
             if (
                 j
                 and j.get("etag") == obj.etag
                 and j.get("size") == obj.size
-                and j.get("chunk") == chunk
+                and j.get("chunk") == part
             ):
                 done = {int(k): str(v) for k, v in (j.get("done") or {}).items()}
         if not done:
@@ -453,18 +459,20 @@ class Engine:
                 data = {
                     "etag": obj.etag,
                     "size": obj.size,
-                    "chunk": chunk,
+                    "chunk": part,
                     "done": {str(k): v.hex() for k, v in sorted(md5s.items())},
                 }
                 await self.io(self._write_journal, jpath, data)
 
-        async def one(n: int) -> None:
-            if n in done:
-                self.result.bytes += min(chunk, obj.size - (n - 1) * chunk)
-                self._progress(min(chunk, obj.size - (n - 1) * chunk))
+        async def one(i: int) -> None:
+            first = i * per + 1
+            last = min(first + per - 1, nparts)
+            start = (first - 1) * part
+            end = min(last * part, obj.size)
+            if all(n in done for n in range(first, last + 1)):
+                self.result.bytes += end - start
+                self._progress(end - start)
                 return
-            start = (n - 1) * chunk
-            end = min(start + chunk, obj.size)
             async with self.sem:
                 data = await self.retry(
                     f"{what} (range {start}-{end})", lambda: self.b.get(obj, start, end)
@@ -473,27 +481,29 @@ class Engine:
                     raise ObjectChangedError(
                         f"{what}: short read at {start}: the object changed; run it again"
                     )
-                md5s[n] = await self.io(_pwrite_md5, partial, start, data)
+                got = await self.io(_pwrite_md5s, partial, start, data, part)
+                for k, digest in enumerate(got):
+                    md5s[first + k] = digest
             await save_journal()
-            self.result.parts_sent += 1
+            self.result.parts_sent += last - first + 1
             self.result.bytes_sent += len(data)
             self.result.bytes += len(data)
             self._progress(len(data))
-            self._event("part", f"{obj.key}#{n}")
+            self._event("part", f"{obj.key}#{first}-{last}")
 
         try:
-            await self.gather([one(n) for n in range(1, nchunks + 1)])
+            await self.gather([one(i) for i in range(nspans)])
         except ObjectChangedError:
             partial.unlink(missing_ok=True)
             jpath.unlink(missing_ok=True)
             raise
         # Verify: an S3 multipart ETag is the MD5 of the parts' MD5s; a single-part ETag, a
         # GCS md5Hash or an Azure Content-MD5 is the MD5 of the whole content.
-        if nparts_etag and nparts_etag == nchunks and obj.etag:
+        if nparts_etag and nparts_etag == nparts and obj.etag:
             digest = hashlib.md5(
-                b"".join(md5s[n] for n in range(1, nchunks + 1)), usedforsecurity=False
+                b"".join(md5s[n] for n in range(1, nparts + 1)), usedforsecurity=False
             ).hexdigest()
-            if f"{digest}-{nchunks}" != obj.etag:
+            if f"{digest}-{nparts}" != obj.etag:
                 partial.unlink(missing_ok=True)
                 jpath.unlink(missing_ok=True)
                 raise ChecksumMismatchError(f"{what}: the parts' MD5s do not match the ETag")
@@ -524,16 +534,20 @@ def _file_md5(path: Path) -> bytes:
     return h.digest()
 
 
-def _pwrite_md5(path: Path, offset: int, data: bytes) -> bytes:
+def _pwrite_md5s(path: Path, offset: int, data: bytes, part: int) -> list[bytes]:
+    """Write ``data`` at ``offset``; the MD5 of each ``part``-sized slice of it."""
+    view = memoryview(data)
     fd = os.open(path, os.O_WRONLY)
     try:
-        view = memoryview(data)
         pos = 0
         while pos < len(view):
             pos += os.pwrite(fd, view[pos:], offset + pos)
     finally:
         os.close(fd)
-    return hashlib.md5(data, usedforsecurity=False).digest()
+    return [
+        hashlib.md5(view[i : i + part], usedforsecurity=False).digest()
+        for i in range(0, len(view), part)
+    ]
 
 
 def _write_atomic(dest: Path, data: bytes) -> None:

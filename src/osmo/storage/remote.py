@@ -93,7 +93,7 @@ def _child(
 class RemoteStore(Store):
     """``s3://``, ``gs://`` and ``azure://`` URLs with one credential."""
 
-    def __init__(self, scheme: str, credentials: Credentials | None, threads: int = 32):
+    def __init__(self, scheme: str, credentials: Credentials | None, threads: int = 64):
         self.scheme = scheme
         self.credentials = credentials
         self.threads = threads

@@ -50,7 +50,7 @@ def missing_credentials_message(url: StorageURL) -> str:
 
 
 class S3Backend(Backend):
-    def __init__(self, url: StorageURL, creds: Credentials | None, threads: int = 32):
+    def __init__(self, url: StorageURL, creds: Credentials | None, threads: int = 64):
         if creds is None or not ((creds.access_key_id and creds.access_key) or creds.default_chain):
             raise MissingCredentialsError(missing_credentials_message(url))
         self.url = url
@@ -108,12 +108,13 @@ class S3Backend(Backend):
                 cfg = Config(
                     region_name=self.region,
                     signature_version="s3v4",
-                    s3={"addressing_style": self.style},
                     retries={"max_attempts": 3, "mode": "standard"},
                     max_pool_connections=max(self.threads, 10),
                     connect_timeout=10,
                     read_timeout=300,
                     request_checksum_calculation="when_required",
+                    # Parts carry Content-MD5 (checked by the server): no SHA-256 of the body.
+                    s3={"addressing_style": self.style, "payload_signing_enabled": False},
                     response_checksum_validation="when_required",
                 )
                 kwargs: dict[str, Any] = {"config": cfg}
