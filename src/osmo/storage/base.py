@@ -125,7 +125,7 @@ class TransferOptions:
     resume: bool = False
     part_size: int | None = None
     multipart_threshold: int = 64 * 1024 * 1024
-    range_size: int = 32 * 1024 * 1024  # bytes per ranged GET of a large object
+    range_size: int = 64 * 1024 * 1024  # bytes per ranged GET of a large object
     retries: int = 5
     retry_backoff: float = 0.2
     progress: ProgressCallback | None = None

@@ -123,9 +123,17 @@ class Backend(abc.ABC):
         """Create or replace ``key``; raise ``ChecksumMismatchError`` if the server's MD5 differs."""
 
     @abc.abstractmethod
-    async def get(self, obj: RemoteObject, start: int = 0, end: int | None = None) -> bytes:
+    async def get(
+        self, obj: RemoteObject, start: int = 0, end: int | None = None
+    ) -> bytes | memoryview:
         """Bytes ``[start, end)`` of ``obj``, only if it still has ``obj.etag``
         (``ObjectChangedError`` otherwise)."""
+
+    async def get_stream(
+        self, obj: RemoteObject, start: int, end: int
+    ) -> AsyncIterator[bytes | memoryview]:
+        """Bytes ``[start, end)`` of ``obj`` as they arrive (same conditions as ``get``)."""
+        yield await self.get(obj, start, end)
 
     @abc.abstractmethod
     async def delete(self, keys: list[str]) -> None: ...
@@ -384,6 +392,24 @@ class Engine:
 
     # download -----------------------------------------------------------------------------
 
+    async def _fetch_range(
+        self, obj: RemoteObject, partial: Path, start: int, end: int, part: int
+    ) -> list[bytes]:
+        """Stream ``[start, end)`` of ``obj`` into ``partial``; the MD5 of each part in it."""
+        sink = _RangeSink(partial, start, part)
+        try:
+            async for chunk in self.b.get_stream(obj, start, end):
+                await self.io(sink.write, chunk)
+                self._progress(len(chunk))
+        finally:
+            digests = sink.finish()
+        if sink.pos != end:
+            raise ObjectChangedError(
+                f"download of {self.b.describe(obj.key)}: short read at {sink.pos}: the object "
+                "changed; run it again"
+            )
+        return digests
+
     async def download(self, items: list[tuple[RemoteObject, Path]]) -> TransferResult:
         self.files_total = len(items)
         self.bytes_total = sum(o.size for o, _ in items)
@@ -474,21 +500,16 @@ class Engine:
                 self._progress(end - start)
                 return
             async with self.sem:
-                data = await self.retry(
-                    f"{what} (range {start}-{end})", lambda: self.b.get(obj, start, end)
+                got = await self.retry(
+                    f"{what} (range {start}-{end})",
+                    lambda: self._fetch_range(obj, partial, start, end, part),
                 )
-                if len(data) != end - start:
-                    raise ObjectChangedError(
-                        f"{what}: short read at {start}: the object changed; run it again"
-                    )
-                got = await self.io(_pwrite_md5s, partial, start, data, part)
                 for k, digest in enumerate(got):
                     md5s[first + k] = digest
             await save_journal()
             self.result.parts_sent += last - first + 1
-            self.result.bytes_sent += len(data)
-            self.result.bytes += len(data)
-            self._progress(len(data))
+            self.result.bytes_sent += end - start
+            self.result.bytes += end - start
             self._event("part", f"{obj.key}#{first}-{last}")
 
         try:
@@ -519,6 +540,42 @@ class Engine:
         self._event("file", obj.key)
 
 
+class _RangeSink:
+    """Writes a streamed range at its offset and hashes it part by part."""
+
+    def __init__(self, path: Path, start: int, part: int):
+        self.fd = os.open(path, os.O_WRONLY)
+        self.pos = start
+        self.start = start
+        self.part = part
+        self.digests: list[bytes] = []
+        self.h = hashlib.md5(usedforsecurity=False)
+        self.in_part = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self.fd, view[done:], self.pos + done)
+        off = 0
+        while off < len(view):
+            take = min(self.part - self.in_part, len(view) - off)
+            self.h.update(view[off : off + take])
+            self.in_part += take
+            off += take
+            if self.in_part == self.part:
+                self.digests.append(self.h.digest())
+                self.h = hashlib.md5(usedforsecurity=False)
+                self.in_part = 0
+        self.pos += len(view)
+
+    def finish(self) -> list[bytes]:
+        os.close(self.fd)
+        if self.in_part:
+            self.digests.append(self.h.digest())
+        return self.digests
+
+
 def _md5(data: bytes) -> bytes:
     return hashlib.md5(data, usedforsecurity=False).digest()
 
@@ -534,7 +591,7 @@ def _file_md5(path: Path) -> bytes:
     return h.digest()
 
 
-def _pwrite_md5s(path: Path, offset: int, data: bytes, part: int) -> list[bytes]:
+def _pwrite_md5s(path: Path, offset: int, data: bytes | memoryview, part: int) -> list[bytes]:
     """Write ``data`` at ``offset``; the MD5 of each ``part``-sized slice of it."""
     view = memoryview(data)
     fd = os.open(path, os.O_WRONLY)
@@ -550,7 +607,7 @@ def _pwrite_md5s(path: Path, offset: int, data: bytes, part: int) -> list[bytes]
     ]
 
 
-def _write_atomic(dest: Path, data: bytes) -> None:
+def _write_atomic(dest: Path, data: bytes | memoryview) -> None:
     tmp = dest.with_name(f".{dest.name}.osmo-tmp-{uuid.uuid4().hex[:12]}")
     try:
         try:

@@ -385,7 +385,7 @@ class RemoteStore(Store):
             await b.open()
             try:
                 obj = await self._head(b, u)
-                return await b.get(obj) if obj.size else b""
+                return bytes(await b.get(obj)) if obj.size else b""
             finally:
                 await b.aclose()
 
@@ -425,7 +425,7 @@ class RemoteStore(Store):
             async def chunk(s: int = pos, e: int = end) -> bytes:
                 await b.open()
                 try:
-                    return await b.get(obj, s, e)
+                    return bytes(await b.get(obj, s, e))
                 finally:
                     await b.aclose()
 

@@ -266,7 +266,9 @@ class S3Backend(Backend):
                 f"sent bytes' {md5.hex()}"
             )
 
-    async def get(self, obj: RemoteObject, start: int = 0, end: int | None = None) -> bytes:
+    async def get(
+        self, obj: RemoteObject, start: int = 0, end: int | None = None
+    ) -> bytes | memoryview:
         import obstore
 
         opts: dict[str, Any] = {}
@@ -276,7 +278,22 @@ class S3Backend(Backend):
             opts["range"] = (start, obj.size if end is None else end)
         try:
             res = await obstore.get_async(self.store, obj.key, options=opts)  # type: ignore[arg-type]
-            return bytes(await res.bytes_async())
+            return memoryview(await res.bytes_async())  # zero-copy view of the Rust buffer
+        except Exception as e:
+            raise self._err(e, "download", obj.key) from e
+
+    async def get_stream(
+        self, obj: RemoteObject, start: int, end: int
+    ) -> AsyncIterator[bytes | memoryview]:
+        import obstore
+
+        opts: dict[str, Any] = {"range": (start, end)}
+        if obj.etag:
+            opts["if_match"] = f'"{obj.etag}"'
+        try:
+            res = await obstore.get_async(self.store, obj.key, options=opts)  # type: ignore[arg-type]
+            async for chunk in res.stream(min_chunk_size=4 * 1024 * 1024):
+                yield memoryview(chunk)
         except Exception as e:
             raise self._err(e, "download", obj.key) from e
 
