@@ -127,6 +127,7 @@ def validate_workflow(
     spec: WorkflowSpec, pool: PoolConfig, priority: str, nodes: list[NodeInfo]
 ) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
+    memo: dict[Any, Any] = {}  # a 10,000-task spec repeats a handful of shapes
     for group in spec.groups:
         if priority != "LOW" and pool.gpu.guarantee != UNSET:
             gpus = sum(t.resources.gpu or 0 for t in group.tasks)
@@ -142,11 +143,13 @@ def validate_workflow(
                     )
                 )
         for task in group.tasks:
-            errors.extend(_validate_task(task, pool, nodes))
+            errors.extend(_validate_task(task, pool, nodes, memo))
     return errors
 
 
-def _validate_task(task: TaskSpec, pool: PoolConfig, nodes: list[NodeInfo]) -> list[dict[str, Any]]:
+def _validate_task(
+    task: TaskSpec, pool: PoolConfig, nodes: list[NodeInfo], memo: dict[Any, Any] | None = None
+) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     name, platform = pool.platform(task.resources.platform)
     if task.resources.platform and platform is None:
@@ -204,7 +207,14 @@ def _validate_task(task: TaskSpec, pool: PoolConfig, nodes: list[NodeInfo]) -> l
         why = _check(rule, variables)
         if why:
             errors.append(_err(task.name, "resources", f"task {task.name!r}: {why}"))
-    candidates = platform_nodes(pool, platform, nodes)
+    memo = {} if memo is None else memo
+    r = task.resources
+    shape = ("fit", name, r.cpu, r.gpu, r.memory_bytes, r.storage_bytes)
+    if memo.get(shape) and not dynamic:
+        return errors  # the same request already fits a node of this platform
+    if ("nodes", name) not in memo:
+        memo[("nodes", name)] = platform_nodes(pool, platform, nodes)
+    candidates = memo[("nodes", name)]
     if not nodes:
         return errors  # backend never reported nodes: it is checked when it comes online
     if not candidates:
@@ -222,6 +232,7 @@ def _validate_task(task: TaskSpec, pool: PoolConfig, nodes: list[NodeInfo]) -> l
         values = {**variables, **node_variables(node)}
         misses += [w for w in (_check(r, values) for r in dynamic) if w]
         if not misses:
+            memo[shape] = True
             return errors
         reasons[node.name] = misses
     shown = list(reasons.items())[:10]
