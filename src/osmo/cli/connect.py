@@ -12,7 +12,7 @@ from .errors import CliError
 T = TypeVar("T")
 
 NO_SERVER = (
-    "no osmo server configured. Start one with 'osmo standalone' (or 'make run'), then set "
+    "error: no osmo server configured. Start one with 'osmo standalone' (or 'make run'), then set "
     "OSMO_URL=http://127.0.0.1:8080 or run 'osmo login http://127.0.0.1:8080'."
 )
 

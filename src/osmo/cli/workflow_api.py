@@ -112,7 +112,8 @@ def submit(
     if not Path(file_or_id).exists() and WORKFLOW_ID_RE.match(file_or_id):
         if set_ or set_string or dry_run:
             raise CliError(
-                "--set, --set-string and --dry-run cannot be used when resubmitting a workflow id"
+                "error: --set, --set-string and --dry-run cannot be used when resubmitting a "
+                "workflow id"
             )
         with api() as c:
             text = c.spec(file_or_id)
