@@ -55,12 +55,10 @@ def login(url: str, username: str | None) -> None:
 
 @click.command()
 def logout() -> None:
-    """Forget the stored server URL and user."""
-    from ..client.profile import profile_path
+    """Forget the stored server URL and user (local DATA credentials are kept)."""
+    from ..client.profile import clear_profile
 
-    path = profile_path()
-    if path.exists():
-        path.unlink()
+    clear_profile()
     click.echo("logged out")
 
 

@@ -43,19 +43,40 @@ def load_profile() -> Profile:
     return Profile(user=user)
 
 
+def _other_sections(path: Path) -> dict[str, object]:
+    """The file's sections other than the profile (``credentials:``, written by osmo.storage)."""
+    if not path.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    return {str(k): v for k, v in loaded.items() if k not in ("url", "user")}
+
+
 def save_profile(url: str | None, user: str | None) -> Path:
     path = profile_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Other sections of the file (``credentials:``, written by osmo.storage) are kept.
-    data: dict[str, object] = {}
-    if path.is_file():
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if isinstance(loaded, dict):
-                data = {str(k): v for k, v in loaded.items() if k not in ("url", "user")}
-        except (OSError, yaml.YAMLError):
-            data = {}
+    data = _other_sections(path)
     data.update({k: v for k, v in {"url": url, "user": user}.items() if v})
+    return _write(path, data)
+
+
+def clear_profile() -> Path:
+    """Forget the server URL and user; other sections (local DATA credentials) stay."""
+    path = profile_path()
+    if not path.exists():
+        return path
+    data = _other_sections(path)
+    if not data:
+        path.unlink()
+        return path
+    return _write(path, data)
+
+
+def _write(path: Path, data: dict[str, object]) -> Path:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
