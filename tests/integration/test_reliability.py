@@ -264,6 +264,35 @@ def test_operator_down_past_error_window_fails_tasks_and_retries_run_on_return(
     events(cluster, strict)
 
 
+def test_server_restarted_while_the_operator_is_gone_still_fails_its_tasks(
+    cluster: Cluster,
+) -> None:
+    """The error window also runs for a backend the restarted server has never heard from."""
+    op = cluster.start_operator("local", *LOCAL)
+    mark = marker()
+    command = (
+        f'echo attempt $OSMO_RETRY_ID; [ "$OSMO_RETRY_ID" = 0 ] && exec sleep 60.{mark}; exit 0'
+    )
+    wf = cluster.submit(workflow("orphan", command))
+    cluster.wait_tasks(wf, "RUNNING")
+    op.kill()
+    cluster.stop_operator("local")
+    port = cluster.port
+    cluster.kill_server()
+    cluster.start_server(port)
+    assert backend(cluster)["online"] is False
+    deadline = time.monotonic() + 60
+    while len(attempts(cluster, wf)) < 2:
+        assert time.monotonic() < deadline, attempts(cluster, wf)
+        time.sleep(0.2)
+    assert attempts(cluster, wf)[0] == (0, "RESCHEDULED", 3001)
+    cluster.start_operator("local", *LOCAL)
+    assert cluster.wait(wf, timeout=60)["status"] == "COMPLETED"
+    assert attempts(cluster, wf) == [(0, "RESCHEDULED", 3001), (1, "COMPLETED", 0)]
+    wait_gone(f"sleep 60.{mark}", timeout=30)
+    events(cluster, wf)
+
+
 # ---- (d) the server goes away; the operator replays what happened meanwhile -----------------
 
 

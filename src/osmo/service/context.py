@@ -18,7 +18,7 @@ from .db.engine import create_engine, sessionmaker
 from .db.migrate import upgrade
 from .db.models import Backend, Pool
 from .hub import OperatorHub
-from .lifecycle.backends import fail_backend_tasks, mark_offline
+from .lifecycle.backends import backends_with_active_tasks, fail_backend_tasks, mark_offline
 from .lifecycle.effects import Effects
 from .lifecycle.engine import Lifecycle
 from .lifecycle.submit import Limits
@@ -169,10 +169,36 @@ class Service:
     async def _backends_loop(self) -> None:
         """Offline after a stale heartbeat; tasks failed after the longer error window."""
         quiet: set[str] = set()  # connected but silent backends already marked offline
+        # Backends with tasks when this server started; nobody is connected yet. One whose
+        # operator does not come back within the error window (counted from now: while the
+        # server was down nobody could hear it) has its tasks failed like any lost backend.
+        started = time.time()
+        try:
+            unheard = await backends_with_active_tasks(self.lifecycle)
+        except Exception:
+            log.exception("backend monitor could not list backends with tasks")
+            unheard = set()
         while True:
             await asyncio.sleep(min(1.0, self.settings.heartbeat_interval))
             now = time.time()
             try:
+                if unheard and now - started > self.settings.backend_error_after:
+                    for name in sorted(unheard):
+                        link = self.hub.links.get(name)
+                        if link is not None and (link.socket is not None or link.last_heartbeat):
+                            continue  # it came back (and is watched as usual from then on)
+                        n = await fail_backend_tasks(
+                            self.lifecycle,
+                            name,
+                            f"backend {name} offline for more than {self.settings.backend_error_after:g}s",
+                        )
+                        if n:
+                            log.warning(
+                                "backend %s never reconnected: %d tasks failed with backend error",
+                                name,
+                                n,
+                            )
+                    unheard = set()
                 for name, link in list(self.hub.links.items()):
                     if (
                         link.socket is None

@@ -167,6 +167,16 @@ async def fail_backend_tasks(lc: Lifecycle, backend: str, message: str) -> int:
         return n
 
 
+async def backends_with_active_tasks(lc: Lifecycle) -> set[str]:
+    async with lc.sessions() as session:
+        rows = await session.execute(
+            select(Task.backend)
+            .where(Task.status.in_(ACTIVE_VALUES), Task.backend.is_not(None))
+            .distinct()
+        )
+        return {name for (name,) in rows.all() if name}
+
+
 async def mark_offline(lc: Lifecycle, backend: str) -> None:
     async with lc.sessions() as session, session.begin():
         row = await session.get(Backend, backend)
