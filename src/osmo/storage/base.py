@@ -126,6 +126,7 @@ class TransferOptions:
     part_size: int | None = None
     multipart_threshold: int = 64 * 1024 * 1024
     range_size: int = 64 * 1024 * 1024  # bytes per ranged GET of a large object
+    ranges_per_file: int = 8  # ranged GETs of one large object in flight at once
     retries: int = 5
     retry_backoff: float = 0.2
     progress: ProgressCallback | None = None

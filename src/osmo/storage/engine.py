@@ -478,6 +478,8 @@ class Engine:
             with open(partial, "wb") as f:
                 f.truncate(obj.size)
         lock = asyncio.Lock()
+        # A few streams per file keep its writes close together (and the server's reads).
+        file_sem = asyncio.Semaphore(max(1, self.o.ranges_per_file))
         md5s: dict[int, bytes] = {int(k): bytes.fromhex(v) for k, v in done.items()}
 
         async def save_journal() -> None:
@@ -499,7 +501,7 @@ class Engine:
                 self.result.bytes += end - start
                 self._progress(end - start)
                 return
-            async with self.sem:
+            async with file_sem, self.sem:
                 got = await self.retry(
                     f"{what} (range {start}-{end})",
                     lambda: self._fetch_range(obj, partial, start, end, part),
