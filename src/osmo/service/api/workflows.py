@@ -44,6 +44,16 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _pairs_list(items: list[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise ServiceError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out.append((k.strip(), v))
+    return out
+
+
 def _summary(wf: Workflow) -> WorkflowSummary:
     return WorkflowSummary(
         id=wf.workflow_id,
@@ -153,7 +163,7 @@ async def list_workflows(
         priority=[p.upper() for p in priority],
         submitted_after=_day(submitted_after, "submitted_after"),
         submitted_before=_day(submitted_before, "submitted_before"),
-        labels=_pairs(label, "--label"),
+        labels=list(_pairs_list(label, "--label")),
         no_labels=no_label,
         order=order,
     )

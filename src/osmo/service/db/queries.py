@@ -79,7 +79,7 @@ def list_query(
     pools: Sequence[str] = (),
     submitted_after: float | None = None,
     submitted_before: float | None = None,
-    labels: dict[str, str] | None = None,
+    labels: Sequence[tuple[str, str]] = (),
     no_labels: Sequence[str] = (),
     priority: Sequence[str] = (),
     order: str = "desc",
@@ -102,7 +102,7 @@ def list_query(
         q = q.where(Workflow.submitted_at >= submitted_after)
     if submitted_before is not None:
         q = q.where(Workflow.submitted_at < submitted_before)
-    for key, selector in (labels or {}).items():
+    for key, selector in labels:  # repeated keys are ANDed
         alternatives = (
             selector[1:-1].split("|")
             if selector.startswith("(") and selector.endswith(")")
@@ -139,4 +139,4 @@ async def events(
         q = q.where(Event.task == task)
     if retry_id is not None:
         q = q.where(Event.retry_id == retry_id)
-    return (await session.execute(q.order_by(Event.pk))).scalars().all()
+    return (await session.execute(q.order_by(Event.ts, Event.pk))).scalars().all()

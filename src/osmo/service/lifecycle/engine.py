@@ -515,7 +515,18 @@ class Lifecycle:
         if status == TaskStatus.COMPLETED and report.datasets:
             await self._record_datasets(session, wf, task, report.datasets)
         if task.started_at is None and report.started_at:
-            task.started_at = report.started_at  # it ran, even if RUNNING was never reported
+            # It ran, even if it ended before RUNNING could be reported: record both.
+            task.started_at = report.started_at
+            where = f" on {report.node}" if report.node else ""
+            session.add(
+                Event(
+                    workflow_pk=wf.pk,
+                    ts=report.started_at,
+                    task=task.name,
+                    retry_id=task.retry_id,
+                    message=f"task {task.name} is RUNNING{where}",
+                )
+            )
         await self.finish_task(
             session,
             fx,
