@@ -264,6 +264,42 @@ def test_operator_down_past_error_window_fails_tasks_and_retries_run_on_return(
     events(cluster, strict)
 
 
+def test_launch_never_acknowledged_is_not_replayed_after_its_task_was_retried(
+    cluster: Cluster,
+) -> None:
+    """A launch the operator never read (it was stopped, then killed) must not run when the
+    operator comes back after the task has failed with a backend error and been retried."""
+    op = cluster.start_operator("local", *LOCAL)
+    mark = marker()
+    command = (
+        f'echo attempt $OSMO_RETRY_ID; [ "$OSMO_RETRY_ID" = 0 ] && exec sleep 60.{mark}; exit 0'
+    )
+    op.send_signal(signal.SIGSTOP)
+    # Admitted while the backend still counts as online (3s): the launch goes into the socket
+    # of an operator that never reads it.
+    wf = cluster.submit(workflow("unread", command))
+    admitted = cluster.wait_tasks(wf, "PROCESSING", timeout=20)
+    assert admitted["groups"][0]["tasks"][0]["backend"] == "local"
+    op.kill()
+    cluster.stop_operator("local")
+    deadline = time.monotonic() + 60
+    while len(attempts(cluster, wf)) < 2:
+        assert time.monotonic() < deadline, attempts(cluster, wf)
+        time.sleep(0.2)
+    assert attempts(cluster, wf)[0] == (0, "RESCHEDULED", 3001)
+
+    cluster.start_operator("local", *LOCAL)
+    assert cluster.wait(wf, timeout=60)["status"] == "COMPLETED"
+    assert attempts(cluster, wf) == [(0, "RESCHEDULED", 3001), (1, "COMPLETED", 0)]
+    assert log_of(cluster, wf, retry_id=1) == "attempt 1\n"
+    # The first attempt never ran: no process, no task folder, no log.
+    time.sleep(2)
+    assert not pids_with(f"sleep 60.{mark}")
+    assert not (cluster.home / "op-local" / "tasks" / wf / "t" / "0").exists()
+    assert log_of(cluster, wf, retry_id=0) == ""
+    events(cluster, wf)
+
+
 def test_server_restarted_while_the_operator_is_gone_still_fails_its_tasks(
     cluster: Cluster,
 ) -> None:

@@ -100,6 +100,16 @@ class OperatorHub:
             except Exception as exc:  # already gone
                 log.info("closing operator %s: %s", backend, exc)
 
+    def drop_pending(self, backend: str, kind: str) -> int:
+        """Forget unacknowledged messages of one type; returns how many there were."""
+        link = self.links.get(backend)
+        if link is None:
+            return 0
+        stale = [i for i, env in link.pending.items() if env.type == kind]
+        for i in stale:
+            del link.pending[i]
+        return len(stale)
+
     def detach(self, backend: str, connection_id: int) -> None:
         link = self.links.get(backend)
         if link is not None and link.connection_id == connection_id:

@@ -104,6 +104,11 @@ async def operator_socket(ws: WebSocket, backend: str) -> None:
         if conflict is not None:
             await _refuse(ws, service, conflict, 4409)
             return
+        # Launches the previous connection left unacknowledged are not replayed: reconcile
+        # re-derives every launch still due (``resend``), and an old one may be of a task that
+        # has ended meanwhile (failed with a backend error, and retried). Launches made from
+        # here on (e.g. retries of tasks reconcile finds lost) are sent once attached.
+        service.hub.drop_pending(backend, "launch_group")
         forget, resend = await reconcile(service.lifecycle, hello, hello.executor)
         offsets = {
             key_of(r): service.logs.size(r.workflow_id, r.task, r.retry_id) for r in hello.tasks
