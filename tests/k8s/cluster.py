@@ -97,6 +97,12 @@ NODES: list[dict[str, Any]] = [
 ]
 
 
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,7 +140,12 @@ class KubeCluster:
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.root,
+            preexec_fn=_die_with_parent,  # nothing outlives a killed test run
         )
         log.close()
         self.procs[name] = proc
@@ -230,6 +241,9 @@ class KubeCluster:
             [
                 str(self.bins / "kube-scheduler"),
                 "--kubeconfig", kc,
+                # The default 50 QPS would make binding the bottleneck of the benchmark.
+                "--kube-api-qps", "500",
+                "--kube-api-burst", "1000",
                 "--authentication-kubeconfig", kc,
                 "--authorization-kubeconfig", kc,
                 "--leader-elect=false",
@@ -442,6 +456,18 @@ class KubeCluster:
                 },
                 "status": {"capacity": capacity, "allocatable": capacity},
             }
+        )
+
+    def nodes_ready_count(self) -> int:
+        items = self.get("/api/v1/nodes", labelSelector="type=kwok")["items"]
+        return sum(
+            1
+            for n in items
+            if not n.get("spec", {}).get("taints")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions") or []
+            )
         )
 
     def nodes_ready(self) -> bool:

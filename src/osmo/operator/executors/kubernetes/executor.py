@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,8 @@ class Tracked:
 class Group:
     uuid: str
     members: set[Key] = field(default_factory=set)
+    # Kinds this process created for the group (None: adopted, so look for every kind).
+    kinds: set[str] | None = None
     gated: bool = False
     released: bool = False
     cleaning: bool = False
@@ -127,6 +130,7 @@ class KubernetesExecutor(Executor):
         self.relists = 0  # 410 recoveries (tests and figures)
         self._watch_interrupt = asyncio.Event()
         self._resume_from: str | None = None
+        self._cleaned: OrderedDict[str, None] = OrderedDict()  # group uuids cleaned up
         self._synced = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -245,6 +249,10 @@ class KubernetesExecutor(Executor):
             state.members.add(k)
         try:
             objects = build_group(self.config, group, fresh)
+            known = state.kinds if state.kinds is not None else set()
+            state.kinds = known | {"Pod"} | {o["kind"] for o in objects.prelude}
+            if objects.pod_group is not None:
+                state.kinds.add("PodGroup")
         except LaunchError as exc:
             self._fail_tasks([_key(s) for s in fresh], "FAILED_START_ERROR", 3003, str(exc))
             return
@@ -281,8 +289,8 @@ class KubernetesExecutor(Executor):
                 )
             elif isinstance(result, BaseException):
                 self._fail_tasks([_key(spec)], "FAILED_BACKEND_ERROR", 3001, repr(result))
-            elif isinstance(result, dict):
-                self._observe(result)
+            # A created pod is not observed from the POST's answer: by now the watch may have
+            # delivered newer states of it, which that older object would overwrite.
 
     def _fail_tasks(self, keys: list[Key], status: str, code: int, message: str) -> None:
         now = time.time()
@@ -328,7 +336,7 @@ class KubernetesExecutor(Executor):
 
     # ---- pod events -----------------------------------------------------------------------
 
-    def _track_pod(self, pod: dict[str, Any]) -> Tracked | None:
+    def _track_pod(self, pod: dict[str, Any], deleted: bool = False) -> Tracked | None:
         meta = pod.get("metadata", {})
         ann = meta.get("annotations") or {}
         try:
@@ -338,6 +346,8 @@ class KubernetesExecutor(Executor):
         t = self.tasks.get(k)
         if t is not None:
             return t
+        if deleted or (meta.get("labels") or {}).get(L_GROUP_UUID) in self._cleaned:
+            return None  # the end of a group this operator already cleaned up
         if meta.get("deletionTimestamp") and pod.get("status", {}).get("phase") not in (
             "Succeeded",
             "Failed",
@@ -362,7 +372,7 @@ class KubernetesExecutor(Executor):
         return t
 
     def _observe(self, pod: dict[str, Any], deleted: bool = False) -> None:
-        t = self._track_pod(pod)
+        t = self._track_pod(pod, deleted)
         if t is None or t.final:
             return
         t.last_pod = pod
@@ -477,18 +487,21 @@ class KubernetesExecutor(Executor):
         if not all(m.ctrl_ready or m.final for m in members):
             return
         group.released = True
-        self._spawn(self._release(members), "k8s-barrier")
+        self._spawn(self._release(gkey, members), "k8s-barrier")
 
-    async def _release(self, members: list[Tracked]) -> None:
+    async def _release(self, gkey: tuple[str, str], members: list[Tracked]) -> None:
         patch = {"metadata": {"annotations": {A_BARRIER: "released"}}}
-        await gather_limited(
+        todo = [m for m in members if not m.final and not m.barrier_released]
+        results = await gather_limited(
             self.config.create_concurrency,
-            [
-                self.k.patch_merge(PODS, self.namespace, m.pod, patch)
-                for m in members
-                if not m.final and not m.barrier_released
-            ],
+            [self.k.patch_merge(PODS, self.namespace, m.pod, patch) for m in todo],
         )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.warning("releasing the barrier of %s/%s: %s (retried)", *gkey, failed[0])
+            group = self.groups.get(gkey)
+            if group is not None:
+                group.released = False  # housekeeping tries again
 
     # ---- cleanup --------------------------------------------------------------------------
 
@@ -509,12 +522,23 @@ class KubernetesExecutor(Executor):
             return
         selector = f"{MANAGED_BY}={MANAGED_BY_VALUE},{L_GROUP_UUID}={group.uuid}"
         ns = self.namespace
-        kinds: list[Resource] = [PODS, SECRETS, SERVICES]
+        made = group.kinds  # None after a restart: every kind the configuration can create
+
+        def wanted(kind: str) -> bool:
+            return made is None or kind in made
+
+        kinds: list[Resource] = [
+            r
+            for r, kind in ((PODS, "Pod"), (SECRETS, "Secret"), (SERVICES, "Service"))
+            if wanted(kind)
+        ]
         sched = self.config.scheduler.type
-        if sched in ("kai", "coscheduling"):
+        if sched in ("kai", "coscheduling") and wanted("PodGroup"):
             g, v, plural, _ = KAI_GROUP if sched == "kai" else COSCHED_GROUP
             kinds.append(Resource(f"{g}/{v}", plural))
         for api_version, kind in self.config.group_template_kinds():
+            if not wanted(kind):
+                continue
             try:
                 kinds.append(await self.k.resource_for(api_version, kind))
             except ApiError as exc:
@@ -537,6 +561,9 @@ class KubernetesExecutor(Executor):
         for k in list(group.members):
             self.tasks.pop(k, None)
         self.groups.pop(gkey, None)
+        self._cleaned[group.uuid] = None
+        while len(self._cleaned) > 10_000:
+            self._cleaned.popitem(last=False)
 
     # ---- watching -------------------------------------------------------------------------
 
@@ -678,6 +705,9 @@ class KubernetesExecutor(Executor):
                 for t in list(self.tasks.values()):
                     if not t.final and t.last_pod is not None and not t.gone:
                         self._observe(t.last_pod)
+                for gkey, group in list(self.groups.items()):
+                    if group.gated and not group.released:
+                        self._maybe_release(gkey)
                 for gkey in list(self.groups):
                     self._maybe_cleanup(gkey)
             except asyncio.CancelledError:
