@@ -35,6 +35,7 @@ OPERATOR_VALUES: list[dict[str, Any]] = [
         "server": {"url": "https://osmo.example.com"},
         "token": {"existingSecret": "osmo-token"},
         "createWorkflowNamespace": True,
+        "interactive": True,
         "priorityClasses": {"create": False},
         "executor": {
             "scheduler": {"type": "kai", "name": "kai-scheduler"},

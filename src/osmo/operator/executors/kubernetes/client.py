@@ -22,6 +22,9 @@ from kubernetes_asyncio import config as k8s_config
 log = logging.getLogger(__name__)
 
 
+QueryParams = list[tuple[str, str]]
+
+
 class ApiError(Exception):
     def __init__(self, status: int, reason: str, body: dict[str, Any] | None = None):
         self.status = status
@@ -295,6 +298,28 @@ class Kube:
         finally:
             resp.release()
             resp.close()
+
+    async def open_stream(
+        self, namespace: str, name: str, subresource: str, query: QueryParams
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to ``pods/<name>/exec`` or ``pods/<name>/portforward`` (channel protocol
+        ``v4.channel.k8s.io``); the caller reads and writes the multiplexed channels."""
+        headers: dict[str, str] = {}
+        await self.api.update_params_for_auth(headers, query, ["BearerToken"])
+        cfg = self.api.configuration
+        url = f"{cfg.host}{PODS.path(namespace, name)}/{subresource}"
+        ssl: Any = None
+        if cfg.verify_ssl is False:
+            ssl = False
+        session = self.api.rest_client.pool_manager
+        self.writes += 1  # a "create" on the subresource
+        return await session.ws_connect(
+            url,
+            params=query,
+            headers=headers,
+            protocols=("v4.channel.k8s.io",),
+            ssl=ssl,
+        )
 
     async def pod_log(
         self,

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from ....protocol import LaunchGroup, LogChunk, NodeInfo, TaskRef, TaskReport
 from ..base import Executor
 from .client import (
@@ -476,6 +478,33 @@ class KubernetesExecutor(Executor):
                     self._queue(t)
         else:
             self._queue(t)
+
+    # ---- interactive (room for exec and port-forward; a later issue wires them to the CLI) --
+
+    async def open_exec(
+        self, ref: TaskRef, argv: list[str], tty: bool = False
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A shell or command in the task's own container, through the Kubernetes API
+        (needs ``pods/exec`` create: the chart's ``interactive`` value)."""
+        t = self._running(ref)
+        pod = t.last_pod or {}
+        query = [("container", user_container_name(pod)), ("stdin", "true"), ("stdout", "true")]
+        query += [("stderr", "false" if tty else "true"), ("tty", "true" if tty else "false")]
+        query += [("command", a) for a in argv]
+        return await self.k.open_stream(self.namespace, t.pod, "exec", query)
+
+    async def open_port_forward(self, ref: TaskRef, port: int) -> aiohttp.ClientWebSocketResponse:
+        """A forwarded TCP port of the task's pod (needs ``pods/portforward`` create)."""
+        t = self._running(ref)
+        return await self.k.open_stream(
+            self.namespace, t.pod, "portforward", [("ports", str(port))]
+        )
+
+    def _running(self, ref: TaskRef) -> Tracked:
+        t = self.tasks.get(_key(ref))
+        if t is None or t.final or t.gone:
+            raise LookupError(f"task {_key_str(_key(ref))} is not running on this backend")
+        return t
 
     # ---- barrier --------------------------------------------------------------------------
 
