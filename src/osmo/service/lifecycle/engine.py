@@ -214,6 +214,14 @@ class Lifecycle:
             gpu=task.resources.gpu,
             memory_bytes=task.resources.memory_bytes,
             node=node,
+            # For backends that template and check what they create (kubernetes executor).
+            storage_bytes=task.resources.storage_bytes,
+            platform=task.resources.platform,
+            nodes_excluded=list(task.resources.nodes_excluded),
+            privileged=task.privileged,
+            host_network=task.host_network,
+            volume_mounts=list(task.volume_mounts),
+            cache_size=task.cache_size,
             dataset_outputs=[
                 DatasetOutput(
                     name=o.dataset.name,
