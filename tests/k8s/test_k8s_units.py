@@ -177,6 +177,8 @@ def test_group_objects_three_tasks() -> None:
                 nodes_excluded=["node-9"],
                 volume_mounts=["/dev/shm"],
                 secret_env={"API_KEY": "s3cret"},
+                environment={"WANDB_KEY": "masked-value-123", "PLAIN": "ok"},
+                mask=["masked-value-123"],
             ),
             _spec("w1"),
             _spec("W_2"),
@@ -226,6 +228,8 @@ def test_group_objects_three_tasks() -> None:
     assert mounts["/etc/x.txt"]["subPath"] == "t0-f0" and "/dev/shm" in mounts
     env = {e["name"]: e for e in user["env"]}
     assert "secretKeyRef" in env["API_KEY"]["valueFrom"]
+    assert "secretKeyRef" in env["WANDB_KEY"]["valueFrom"] and env["PLAIN"]["value"] == "ok"
+    assert "masked-value-123" not in json.dumps(lead)
     assert "NVIDIA_VISIBLE_DEVICES" not in env
     w2 = objs.pods[2]
     assert w2["spec"]["containers"][0]["name"] != "W_2"  # sanitized, unique

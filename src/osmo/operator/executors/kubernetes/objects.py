@@ -217,6 +217,16 @@ def _token_context(group: LaunchGroup, spec: TaskLaunchSpec, hosts: dict[str, st
     )
 
 
+def _secret_env(spec: TaskLaunchSpec) -> dict[str, str]:
+    """Environment values that are secrets: GENERIC credentials given as ``secret_env``, and
+    environment entries whose value the control plane asks to mask. They go into the group's
+    credentials Secret (``secretKeyRef``), never into the Pod object."""
+    masked = set(spec.mask)
+    out = {k: v for k, v in spec.environment.items() if v in masked}
+    out.update(spec.secret_env)
+    return out
+
+
 def runtime_task_doc(group: LaunchGroup, spec: TaskLaunchSpec, gated: bool) -> dict[str, Any]:
     """What ``osmo-runtime`` (init and ctrl) needs to know, passed as ``OSMO_TASK`` (JSON)."""
     return {
@@ -294,7 +304,7 @@ def build_group(
             files_data[f"t{ti}-f{fi}"] = (
                 text if f.base64 else base64.b64encode(text.encode()).decode()
             )
-        for var, value in spec.secret_env.items():
+        for var, value in _secret_env(spec).items():
             creds_data[f"t{ti}-env-{short_hash(var)}"] = base64.b64encode(value.encode()).decode()
         for folder, entries in spec.secret_files.items():
             for fname, value in entries.items():
@@ -467,9 +477,10 @@ def _build_pod(
     if spec.host_network and not platform.host_network_allowed:
         raise LaunchError(f"task {spec.task}: hostNetwork is not allowed here")
     ctx = _token_context(group, spec, hosts)
+    secret_env = _secret_env(spec)
     try:
         argv = [substitute(s, ctx) for s in (*spec.command, *spec.args)]
-        env = {k: substitute(v, ctx) for k, v in spec.environment.items()}
+        env = {k: substitute(v, ctx) for k, v in spec.environment.items() if k not in secret_env}
     except TokenError as exc:
         raise LaunchError(f"task {spec.task}: {exc}") from None
     user = container_name(spec.task)
@@ -524,7 +535,7 @@ def _build_pod(
                 }
             )
     if creds_secret:
-        for var in spec.secret_env:
+        for var in secret_env:
             user_env.append(
                 {
                     "name": var,
