@@ -32,10 +32,26 @@ BIN=$CACHE_ROOT/k8s-bin/$K8S_VERSION
 WORK=$CACHE_ROOT/k8s-build/$K8S_VERSION
 BINARIES=(kube-apiserver kube-scheduler kube-controller-manager etcd kwok helm)
 
+# kwok's own pod and node lifecycle stages are read from its module (nothing of kwok is
+# committed to this repo); the tests combine them with osmo's stage in tests/k8s/kwok/.
+KWOK_STAGES=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  pod/fast/pod-ready.yaml pod/fast/pod-delete.yaml)
+
 all_built() {
   local b
   for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done
+  [ -f "$BIN/kwok-stages/done" ] || return 1
   return 0
+}
+
+fetch_kwok_stages() {
+  [ -f "$BIN/kwok-stages/done" ] && return 0
+  local dir s
+  dir=$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$dir" ] || { echo "build-test-binaries: cannot download sigs.k8s.io/kwok@$KWOK_VERSION" >&2; return 1; }
+  mkdir -p "$BIN/kwok-stages"
+  for s in "${KWOK_STAGES[@]}"; do cp "$dir/kustomize/stage/$s" "$BIN/kwok-stages/"; done
+  touch "$BIN/kwok-stages/done"
 }
 
 case "${1:-}" in
@@ -55,6 +71,7 @@ command -v go >/dev/null 2>&1 || { echo "build-test-binaries: no Go toolchain" >
 mkdir -p "$BIN" "$WORK"
 exec 9>"$CACHE_ROOT/k8s-build.lock"
 flock 9
+fetch_kwok_stages || exit 1
 if all_built; then echo "$BIN"; exit 0; fi
 
 export GOFLAGS=-trimpath

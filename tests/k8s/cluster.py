@@ -252,7 +252,14 @@ class KubeCluster:
             ],
         )  # fmt: skip
         stages = r / "kwok.yaml"
-        docs = [yaml.safe_load(f.read_text()) for f in sorted(KWOK_DIR.glob("*.yaml"))]
+        # kwok's standard stages (from its module, put beside the binaries by the build
+        # script) plus osmo's own completion stage.
+        # Sorted by file name together: kwok takes the first matching stage in this order.
+        files = sorted(
+            [*(self.bins / "kwok-stages").glob("*.yaml"), *KWOK_DIR.glob("*.yaml")],
+            key=lambda f: f.name,
+        )
+        docs = [yaml.safe_load(f.read_text()) for f in files]
         stages.write_text(yaml.safe_dump_all(docs))
         self._spawn(
             "kwok",
