@@ -65,7 +65,10 @@ class Cluster:
     def start_server(self, port: int = 0) -> None:
         """Start ``osmo server`` (on a free port, or ``port``: e.g. the old one after a crash)."""
         self.server = subprocess.Popen(
-            [OSMO, "server", "start", "--port", str(port)], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [OSMO, "server", "start", "--port", str(port)],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self.url = _wait_line(self.server, rb"serving (http://\S+)", 60).decode()
         if self.http is not None:
@@ -96,10 +99,23 @@ class Cluster:
         """``key`` (default: the backend name) names the process in ``operators``; a second
         operator for one backend needs its own key. ``state_dir`` defaults to ``op-<backend>``."""
         proc = subprocess.Popen(
-            [OSMO, "operator", "start", "--server", self.url, "--backend", backend,
-             "--token-file", str(token_file or self.home / "token"),
-             "--state-dir", str(state_dir or self.home / f"op-{backend}"), *args],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                OSMO,
+                "operator",
+                "start",
+                "--server",
+                self.url,
+                "--backend",
+                backend,
+                "--token-file",
+                str(token_file or self.home / "token"),
+                "--state-dir",
+                str(state_dir or self.home / f"op-{backend}"),
+                *args,
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self.operators[key or backend] = proc
         if wait:
@@ -113,7 +129,9 @@ class Cluster:
             if backends.get(backend, {}).get("online", False) == online:
                 return
             time.sleep(0.1)
-        raise AssertionError(f"backend {backend} did not become {'online' if online else 'offline'}")
+        raise AssertionError(
+            f"backend {backend} did not become {'online' if online else 'offline'}"
+        )
 
     def stop_operator(self, backend: str, sig: int = signal.SIGTERM) -> str:
         proc = self.operators.pop(backend)
@@ -167,13 +185,19 @@ class Cluster:
                 with contextlib.suppress(OSError):
                     os.kill(int(pid_dir.name), signal.SIGKILL)
 
-    def osmo(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def osmo(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """The installed ``osmo`` CLI against this server; never a traceback."""
         env = dict(self.env, OSMO_URL=self.url)
-        result = subprocess.run([OSMO, *args], env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [OSMO, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
         assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
         if check and result.returncode != 0:
-            raise AssertionError(f"osmo {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"osmo {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     # ---- API helpers --------------------------------------------------------------------------
@@ -189,16 +213,22 @@ class Cluster:
         r = self.http.put(f"/api/configs/pool/{name}", json=config)
         assert r.status_code == 200, r.text
 
-    def submit(self, text: str, pool: str = "default", priority: str = "NORMAL", expect: int = 200) -> Any:
+    def submit(
+        self, text: str, pool: str = "default", priority: str = "NORMAL", expect: int = 200
+    ) -> Any:
         assert self.http is not None
-        r = self.http.post(f"/api/pool/{pool}/workflow", params={"priority": priority}, json={"file": text})
+        r = self.http.post(
+            f"/api/pool/{pool}/workflow", params={"priority": priority}, json={"file": text}
+        )
         assert r.status_code == expect, r.text
         return r.json()["id"] if expect == 200 else r.json()
 
     def query(self, wf_id: str, verbose: bool = False) -> dict[str, Any]:
         return dict(self.get(f"/api/workflow/{wf_id}", verbose=verbose))
 
-    def wait(self, wf_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 60) -> dict[str, Any]:
+    def wait(
+        self, wf_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 60
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         wf: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -223,7 +253,15 @@ def tasks(wf: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for g in wf["groups"] for t in g["tasks"]}
 
 
-def sim_workflow(name: str, n: int = 1, gpu: int = 0, duration: float = 0, exit_code: int = 0, group: bool = False, platform: str | None = None) -> str:
+def sim_workflow(
+    name: str,
+    n: int = 1,
+    gpu: int = 0,
+    duration: float = 0,
+    exit_code: int = 0,
+    group: bool = False,
+    platform: str | None = None,
+) -> str:
     res = f"gpu: {gpu}" + (f", platform: {platform}" if platform else "")
     env = f'{{OSMO_SIM_DURATION: "{duration}", OSMO_SIM_EXIT_CODE: "{exit_code}"}}'
     if group:
@@ -232,5 +270,7 @@ def sim_workflow(name: str, n: int = 1, gpu: int = 0, duration: float = 0, exit_
             for i in range(n)
         )
         return f"workflow:\n  name: {name}\n  resources:\n    default: {{{res}}}\n  groups:\n  - name: g\n    tasks:\n{body}\n"
-    body = "\n".join(f"  - {{name: t{i}, image: sim, command: [run], environment: {env}}}" for i in range(n))
+    body = "\n".join(
+        f"  - {{name: t{i}, image: sim, command: [run], environment: {env}}}" for i in range(n)
+    )
     return f"workflow:\n  name: {name}\n  resources:\n    default: {{{res}}}\n  tasks:\n{body}\n"
