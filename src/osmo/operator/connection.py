@@ -70,6 +70,8 @@ class OperatorConnection:
                     max_size=None,
                     open_timeout=10,
                     ping_interval=20,
+                    # Messages are small and many: deflate costs more CPU than it saves.
+                    compression=None,
                 ) as ws:
                     self._ws = ws
                     delay = 0.2

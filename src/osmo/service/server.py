@@ -62,6 +62,7 @@ async def serve(
         lifespan="on",
         timeout_graceful_shutdown=5,
         ws_max_size=64 * 1024 * 1024,
+        ws_per_message_deflate=False,  # many small operator messages: deflate is CPU for nothing
         access_log=False,
     )
     server = uvicorn.Server(config)
