@@ -54,12 +54,14 @@ def wait_line(proc: subprocess.Popen[bytes], pattern: bytes, timeout: float = 60
 
 
 class Platform:
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, database_url: str | None = None):
         self.home = home
         self.env = dict(
             os.environ, OSMO_HOME=str(home), OSMO_OPERATOR_TOKENS=TOKEN, OSMO_MAX_NUM_TASKS="20000"
         )
         self.env.pop("OSMO_DATABASE_URL", None)
+        if database_url:
+            self.env["OSMO_DATABASE_URL"] = database_url
         self.env.pop("OSMO_URL", None)
         (home / "token").write_text(TOKEN)
         self.server: subprocess.Popen[bytes] | None = None

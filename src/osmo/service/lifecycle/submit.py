@@ -6,14 +6,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from ...protocol import NodeInfo
 from ...spec import SpecError, parse_rendered, render
 from ...spec.graph import order_groups
 from ...spec.model import GroupSpec, WorkflowSpec
 from ..auth.credentials import check_data_access, check_references
-from ..db.models import Backend, Group, NameCounter, Task, Workflow, WorkflowLabel
+from ..db.models import Backend, Event, Group, NameCounter, Task, Workflow, WorkflowLabel
 from ..errors import Conflict, InvalidSpec, NotFound, ServiceError
 from ..scheduler.validation import validate_workflow
 from .engine import Lifecycle
@@ -189,57 +189,77 @@ async def store(
 ) -> str:
     """Insert the workflow with all its groups and tasks in one transaction; returns its id."""
     now = time.time()
+    merged_labels = {**spec.labels, **labels}
+    # Everything that does not need the database is prepared before taking the write lock;
+    # inserts are Core statements (no ORM unit of work for rows nobody reads back here).
+    spec_json = spec.model_dump_json()
+    rank = PRIORITIES[priority]
+    group_rows = [
+        {
+            "name": g.name,
+            "position": i,
+            "status": (TaskStatus.WAITING if g.upstream else TaskStatus.SCHEDULING).value,
+            "upstream": g.upstream,
+            "lead_task": g.lead.name,
+            "barrier": g.barrier,
+            "ignore_nonlead": g.ignore_nonlead_status,
+            "pool": pool,
+            "priority_rank": rank,
+            "submitted_at": now,
+            "queued_at": None if g.upstream else now,
+        }
+        for i, g in enumerate(spec.groups)
+    ]
+    tables: dict[type[Any], Table] = {}
+    for model in (Workflow, Group, Task, WorkflowLabel, Event):
+        table = model.__table__
+        assert isinstance(table, Table)
+        tables[model] = table
     async with lc.txn() as (session, fx):
         seq = await _next_seq(session, spec.name)
         wf_id = f"{spec.name}-{seq}"
-        merged_labels = {**spec.labels, **labels}
-        wf = Workflow(
-            workflow_id=wf_id,
-            name=spec.name,
-            seq=seq,
-            status=WorkflowStatus.PENDING.value,
-            pool=pool,
-            priority=priority,
-            submitted_by=user,
-            submitted_at=now,
-            spec_json=spec.model_dump_json(),
-            rendered_spec=rendered,
-            template_spec=template,
-            labels=merged_labels,
-            env_vars=env_vars,
-            parent_workflow_id=parent,
-            exec_timeout=spec.timeout.exec_timeout,
-            queue_timeout=spec.timeout.queue_timeout,
-            max_retry_per_task=limits.max_retry_per_task,
+        wf_pk = (
+            await session.execute(
+                insert(tables[Workflow]).returning(tables[Workflow].c.pk),
+                [
+                    {
+                        "workflow_id": wf_id,
+                        "name": spec.name,
+                        "seq": seq,
+                        "status": WorkflowStatus.PENDING.value,
+                        "pool": pool,
+                        "priority": priority,
+                        "submitted_by": user,
+                        "submitted_at": now,
+                        "spec_json": spec_json,
+                        "rendered_spec": rendered,
+                        "template_spec": template,
+                        "labels": merged_labels,
+                        "env_vars": env_vars,
+                        "parent_workflow_id": parent,
+                        "exec_timeout": spec.timeout.exec_timeout,
+                        "queue_timeout": spec.timeout.queue_timeout,
+                        "max_retry_per_task": limits.max_retry_per_task,
+                    }
+                ],
+            )
+        ).scalar_one()
+        if merged_labels:
+            await session.execute(
+                insert(tables[WorkflowLabel]),
+                [{"workflow_pk": wf_pk, "key": k, "value": v} for k, v in merged_labels.items()],
+            )
+        for row in group_rows:
+            row["workflow_pk"] = wf_pk
+        group_t = tables[Group]
+        result = await session.execute(
+            insert(group_t).returning(group_t.c.pk, group_t.c.name), group_rows
         )
-        session.add(wf)
-        await session.flush()
-        for k, v in merged_labels.items():
-            session.add(WorkflowLabel(workflow_pk=wf.pk, key=k, value=v))
-        rank = PRIORITIES[priority]
-        group_rows = [
-            {
-                "workflow_pk": wf.pk,
-                "name": g.name,
-                "position": i,
-                "status": (TaskStatus.WAITING if g.upstream else TaskStatus.SCHEDULING).value,
-                "upstream": g.upstream,
-                "lead_task": g.lead.name,
-                "barrier": g.barrier,
-                "ignore_nonlead": g.ignore_nonlead_status,
-                "pool": pool,
-                "priority_rank": rank,
-                "submitted_at": now,
-                "queued_at": None if g.upstream else now,
-            }
-            for i, g in enumerate(spec.groups)
-        ]
-        result = await session.execute(insert(Group).returning(Group.pk, Group.name), group_rows)
         pks = {name: pk for pk, name in result.all()}
         fx.queued.extend(pks[g.name] for g in spec.groups if not g.upstream)
         task_rows = [
             {
-                "workflow_pk": wf.pk,
+                "workflow_pk": wf_pk,
                 "group_pk": pks[g.name],
                 "name": t.name,
                 "retry_id": 0,
@@ -250,8 +270,19 @@ async def store(
             for g in spec.groups
             for t in g.tasks
         ]
-        await session.execute(insert(Task), task_rows)
-        lc.event(session, wf, f"submitted by {user} to pool {pool} with priority {priority}")
+        await session.execute(insert(tables[Task]), task_rows)
+        await session.execute(
+            insert(tables[Event]),
+            [
+                {
+                    "workflow_pk": wf_pk,
+                    "ts": now,
+                    "task": None,
+                    "retry_id": None,
+                    "message": f"submitted by {user} to pool {pool} with priority {priority}",
+                }
+            ],
+        )
         fx.wake_scheduler = True
         fx.changed_workflows.add(wf_id)
     return wf_id

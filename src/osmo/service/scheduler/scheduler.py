@@ -32,6 +32,7 @@ from .pools import UNSET, PoolConfig
 log = logging.getLogger(__name__)
 LOW_RANK = 2
 CHUNK = 32
+COALESCE_SECONDS = 0.005
 CHUNK_SECONDS = 0.01
 
 
@@ -225,6 +226,9 @@ class Scheduler:
         while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=tick)
+            # Let a burst of submissions and completions land first: one pass then admits
+            # them together (a few ms of latency for far fewer passes under load).
+            await asyncio.sleep(COALESCE_SECONDS)
             self._wake.clear()
             try:
                 await self.pass_once()
