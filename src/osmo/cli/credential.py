@@ -7,18 +7,8 @@ from pathlib import Path
 import click
 
 from .connect import api
-from .errors import CliError
+from .errors import CliError, key_values
 from .output import echo_json, format_option, table
-
-
-def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise CliError(f"error: {flag} expects KEY=VALUE, got {item!r}")
-        out[k] = v
-    return out
 
 
 @click.group()
@@ -54,8 +44,8 @@ def credential_set(
     (mode 600) for direct transfers with 'osmo data'. REGISTRY: auth (or username and password),
     registry. GENERIC: any keys, injected into tasks through their 'credentials:' key.
     """
-    values = _pairs(payload, "--payload")
-    for key, path in _pairs(payload_file, "--payload-file").items():
+    values = key_values(payload, "--payload")
+    for key, path in key_values(payload_file, "--payload-file").items():
         try:
             values[key] = Path(path).read_text()
         except OSError as exc:

@@ -5,18 +5,8 @@ from __future__ import annotations
 import click
 
 from .connect import api
-from .errors import CliError
+from .errors import CliError, key_values
 from .output import echo_json, format_option, table
-
-
-def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise CliError(f"error: {flag} expects KEY=VALUE, got {item!r}")
-        out[k] = v
-    return out
 
 
 def _size(n: float) -> str:
@@ -79,8 +69,8 @@ def dataset_upload(
             name,
             [list(e) for e in manifest],
             tag or None,
-            _pairs(metadata, "--metadata"),
-            _pairs(label, "--label"),
+            key_values(metadata, "--metadata"),
+            key_values(label, "--label"),
         )
     result.update(
         uploaded_files=sent_files,
@@ -213,7 +203,7 @@ def dataset_tag(ref: str, tag: str) -> None:
 def dataset_label(name: str, set_: tuple[str, ...], delete: tuple[str, ...]) -> None:
     """Set or remove labels of a dataset."""
     with api() as c:
-        result = c.dataset_label(name, _pairs(set_, "--set"), list(delete))
+        result = c.dataset_label(name, key_values(set_, "--set"), list(delete))
     click.echo(
         f"{name}: " + (", ".join(f"{k}={v}" for k, v in result["labels"].items()) or "no labels")
     )

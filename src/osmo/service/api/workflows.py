@@ -35,13 +35,7 @@ router = APIRouter(prefix="/api", tags=["workflows"])
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        k, sep, v = item.partition("=")
-        if not sep or not k.strip():
-            raise ServiceError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[k.strip()] = v
-    return out
+    return dict(_pairs_list(items, flag))
 
 
 def _pairs_list(items: list[str], flag: str) -> list[tuple[str, str]]:
