@@ -9,7 +9,7 @@ import click
 
 from .connect import api
 from .errors import CliError
-from .output import echo_json, format_option, table
+from .output import echo_fields, echo_json, format_option, table
 
 
 def _load_config(path: str | None) -> dict[str, Any]:
@@ -260,6 +260,4 @@ def register_resource_commands(resource: click.Group) -> None:
             ("Platforms", ", ".join(n["platforms"])),
             ("Labels", ", ".join(f"{k}={v}" for k, v in n["labels"].items())),
         ]
-        width = max(len(k) for k, _ in lines)
-        for k, v in lines:
-            click.echo(f"{k.ljust(width)} : {v}")
+        echo_fields(lines)

@@ -19,6 +19,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def echo_fields(fields: Sequence[tuple[str, Any]]) -> None:
+    """``Name : value`` lines with the names aligned."""
+    width = max((len(k) for k, _ in fields), default=0)
+    for k, v in fields:
+        click.echo(f"{k.ljust(width)} : {v}")
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 

@@ -11,7 +11,7 @@ import click
 
 from .connect import api
 from .errors import CliError
-from .output import echo_json, format_option, table
+from .output import echo_fields, echo_json, format_option, table
 
 WORKFLOW_ID_RE = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?-\d+$")
 
@@ -170,9 +170,7 @@ def _print_workflow(wf: dict[str, Any]) -> None:
             fields.append((label, wf[key]))
     if wf.get("labels"):
         fields.append(("Labels", ", ".join(f"{k}={v}" for k, v in wf["labels"].items())))
-    width = max(len(k) for k, _ in fields)
-    for k, v in fields:
-        click.echo(f"{k.ljust(width)} : {v}")
+    echo_fields(fields)
     rows = []
     for g in wf["groups"]:
         for t in g["tasks"]:
